@@ -1,0 +1,224 @@
+//! [`Connection`]: one TCP stream carrying typed messages.
+//!
+//! A connection owns the framed stream (see [`codec`](crate::codec)) and turns frames into
+//! messages with postcard. `Rx` is what the peer sends us, `Tx` what we send it; the two differ
+//! for client/server protocols and coincide for peer-to-peer ones. Every error names the peer.
+//!
+//! `recv` is cancel-safe (a partly received frame stays buffered), so a session can
+//! `tokio::select!` between `recv` and its outgoing queue, as mini-redis does.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedRead, FramedWrite};
+
+use crate::codec::{FrameCodec, FrameError};
+use crate::listen::display_addr;
+use crate::NetError;
+
+/// A framed, typed, bidirectional connection to one peer.
+pub struct Connection<Rx, Tx = Rx> {
+    framed: Framed<TcpStream, FrameCodec>,
+    peer: SocketAddr,
+    _types: PhantomData<fn(Tx) -> Rx>,
+}
+
+/// The receiving half of a split [`Connection`].
+pub struct RecvHalf<Rx> {
+    framed: FramedRead<OwnedReadHalf, FrameCodec>,
+    peer: SocketAddr,
+    _types: PhantomData<fn() -> Rx>,
+}
+
+/// The sending half of a split [`Connection`].
+pub struct SendHalf<Tx> {
+    framed: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    peer: SocketAddr,
+    _types: PhantomData<fn(Tx)>,
+}
+
+impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
+    /// Wraps a connected stream. Sets TCP_NODELAY: our messages are small and latency matters.
+    /// No handshake is done here; see [`Connection::establish`].
+    pub fn new(stream: TcpStream, max_frame: usize) -> Self {
+        let peer = stream
+            .peer_addr()
+            .map(display_addr)
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // Failing to set NODELAY only costs latency; the connection still works.
+        let _ = stream.set_nodelay(true);
+        Connection {
+            framed: Framed::new(stream, FrameCodec::new(max_frame)),
+            peer,
+            _types: PhantomData,
+        }
+    }
+
+    /// The peer's address, IPv4-mapped addresses shown as plain IPv4.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
+    pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
+        let frame = self.framed.next().await;
+        decode_next(frame, self.peer)
+    }
+
+    /// Receives the next raw frame, undecoded.
+    pub async fn recv_frame(&mut self) -> Result<Option<BytesMut>, NetError> {
+        let peer = self.peer;
+        self.framed
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send(&mut self, msg: &Tx) -> Result<(), NetError> {
+        let frame = encode(msg, self.peer)?;
+        self.send_frame(frame).await
+    }
+
+    /// Queues one message without flushing, for batching; call [`flush`](Self::flush) after.
+    /// The write buffer is flushed on its own when it grows past a few KiB.
+    pub async fn feed(&mut self, msg: &Tx) -> Result<(), NetError> {
+        let frame = encode(msg, self.peer)?;
+        let peer = self.peer;
+        self.framed
+            .feed(frame)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    /// Sends a frame produced by [`encode`] (encode once, send to many peers).
+    pub async fn send_frame(&mut self, frame: Bytes) -> Result<(), NetError> {
+        let peer = self.peer;
+        self.framed
+            .send(frame)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    /// Flushes messages queued by [`feed`](Self::feed).
+    pub async fn flush(&mut self) -> Result<(), NetError> {
+        let peer = self.peer;
+        SinkExt::<Bytes>::flush(&mut self.framed)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    /// Splits into halves that can live in different tasks.
+    pub fn split(self) -> (RecvHalf<Rx>, SendHalf<Tx>) {
+        let parts = self.framed.into_parts();
+        let codec = parts.codec;
+        let (read, write) = parts.io.into_split();
+        let mut framed_read = FramedRead::new(read, codec.clone());
+        // Bytes already read past the handshake belong to the receiving half.
+        *framed_read.read_buffer_mut() = parts.read_buf;
+        let mut framed_write = FramedWrite::new(write, codec);
+        *framed_write.write_buffer_mut() = parts.write_buf;
+        (
+            RecvHalf {
+                framed: framed_read,
+                peer: self.peer,
+                _types: PhantomData,
+            },
+            SendHalf {
+                framed: framed_write,
+                peer: self.peer,
+                _types: PhantomData,
+            },
+        )
+    }
+
+    /// The underlying stream, for shutting it down or reading socket options.
+    pub fn stream(&self) -> &TcpStream {
+        self.framed.get_ref()
+    }
+}
+
+impl<Rx: DeserializeOwned> RecvHalf<Rx> {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
+    pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
+        let frame = self.framed.next().await;
+        decode_next(frame, self.peer)
+    }
+}
+
+impl<Tx: Serialize> SendHalf<Tx> {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send(&mut self, msg: &Tx) -> Result<(), NetError> {
+        let frame = encode(msg, self.peer)?;
+        self.send_frame(frame).await
+    }
+
+    /// Queues one message without flushing; see [`Connection::feed`].
+    pub async fn feed(&mut self, msg: &Tx) -> Result<(), NetError> {
+        let frame = encode(msg, self.peer)?;
+        let peer = self.peer;
+        self.framed
+            .feed(frame)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    /// Sends a pre-encoded frame.
+    pub async fn send_frame(&mut self, frame: Bytes) -> Result<(), NetError> {
+        let peer = self.peer;
+        self.framed
+            .send(frame)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+
+    pub async fn flush(&mut self) -> Result<(), NetError> {
+        let peer = self.peer;
+        SinkExt::<Bytes>::flush(&mut self.framed)
+            .await
+            .map_err(|e| frame_error(e, peer))
+    }
+}
+
+/// Encodes a message as a frame payload, for [`Connection::send_frame`].
+pub fn encode<T: Serialize>(msg: &T, peer: SocketAddr) -> Result<Bytes, NetError> {
+    postcard::to_stdvec(msg)
+        .map(Bytes::from)
+        .map_err(|source| NetError::Encode { peer, source })
+}
+
+fn decode_next<Rx: DeserializeOwned>(
+    frame: Option<Result<BytesMut, FrameError>>,
+    peer: SocketAddr,
+) -> Result<Option<Rx>, NetError> {
+    match frame {
+        None => Ok(None),
+        Some(Err(e)) => Err(frame_error(e, peer)),
+        Some(Ok(bytes)) => postcard::from_bytes(&bytes)
+            .map(Some)
+            .map_err(|source| NetError::Decode { peer, source }),
+    }
+}
+
+pub(crate) fn frame_error(e: FrameError, peer: SocketAddr) -> NetError {
+    match e {
+        FrameError::TooLarge { len, max } => NetError::FrameTooLarge { peer, len, max },
+        FrameError::Truncated { buffered } => NetError::Truncated { peer, buffered },
+        FrameError::Io(source) => NetError::Io { peer, source },
+    }
+}

@@ -1,0 +1,96 @@
+//! The handshake: the first frame each side sends names its protocol and version.
+//!
+//! Both sides send their hello at once and then read the peer's, so neither waits for the
+//! other. A peer of another program, or of another version of ours, is told apart before
+//! any message is decoded, and both ends report the same clear mismatch
+//! ("peer speaks editor protocol 2, this is 1") and close.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use crate::connection::{encode, Connection};
+use crate::error::HandshakeMismatch;
+use crate::NetError;
+
+/// Marks a netutil hello frame, so a stray client of another kind is recognised as such.
+const HELLO_MAGIC: [u8; 8] = *b"NETUTIL1";
+
+/// How long a peer may take to send its hello before we give up on it.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A program's wire protocol: its name, version and frame size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol {
+    /// Short, unique per program, for example `"editor"`.
+    pub name: &'static str,
+    /// Bumped on every incompatible change.
+    pub version: u32,
+    /// Largest frame accepted or sent.
+    pub max_frame: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    magic: [u8; 8],
+    protocol: String,
+    version: u32,
+}
+
+impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
+    /// Wraps `stream` and exchanges hellos; fails unless the peer speaks exactly `protocol`.
+    pub async fn establish(stream: TcpStream, protocol: &Protocol) -> Result<Self, NetError> {
+        let mut conn = Connection::new(stream, protocol.max_frame);
+        conn.handshake(protocol).await?;
+        Ok(conn)
+    }
+
+    /// Exchanges hellos on an already wrapped connection.
+    pub async fn handshake(&mut self, protocol: &Protocol) -> Result<(), NetError> {
+        let peer = self.peer();
+        let ours = Hello {
+            magic: HELLO_MAGIC,
+            protocol: protocol.name.to_owned(),
+            version: protocol.version,
+        };
+        self.send_frame(encode(&ours, peer)?).await?;
+        let frame = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.recv_frame()).await {
+            Err(_) => {
+                return Err(NetError::NoHandshake {
+                    peer,
+                    reason: format!("nothing received within {HANDSHAKE_TIMEOUT:?}"),
+                })
+            }
+            Ok(Ok(None)) => {
+                return Err(NetError::NoHandshake {
+                    peer,
+                    reason: "connection closed before the handshake".into(),
+                })
+            }
+            Ok(result) => result?,
+        };
+        let theirs = frame
+            .as_deref()
+            .and_then(|bytes| postcard::from_bytes::<Hello>(bytes).ok())
+            .filter(|hello| hello.magic == HELLO_MAGIC)
+            .ok_or_else(|| NetError::NoHandshake {
+                peer,
+                reason: format!(
+                    "the first frame is not a handshake: the peer does not speak a {} protocol",
+                    protocol.name
+                ),
+            })?;
+        if theirs.protocol != protocol.name || theirs.version != protocol.version {
+            return Err(NetError::Handshake {
+                peer,
+                mismatch: HandshakeMismatch {
+                    ours: (protocol.name.to_owned(), protocol.version),
+                    theirs: (theirs.protocol, theirs.version),
+                },
+            });
+        }
+        Ok(())
+    }
+}

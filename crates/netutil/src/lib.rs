@@ -1,0 +1,30 @@
+//! Networking pieces shared by every program in the workspace.
+//!
+//! Each module holds one concept, so a program picks what it needs:
+//!
+//! * [`codec`]: length-delimited frames with a size limit checked before any allocation.
+//! * [`connection`]: [`Connection`], a TCP stream carrying typed (postcard) messages.
+//! * [`handshake`]: the first frame on every connection names the protocol and version.
+//! * [`listen`]: dual-stack (IPv4 + IPv6 on one port) listeners and peer-address display.
+//! * [`connect`]: resolve a host name and race its addresses, Happy Eyeballs style.
+//! * [`shutdown`]: Ctrl-C / SIGTERM handling with a cancellation token and task tracker.
+//! * [`logging`]: one call to send `tracing` output to stderr, filtered by `RUST_LOG`.
+//! * [`error`]: the typed error every fallible function here returns.
+
+pub mod codec;
+pub mod connect;
+pub mod connection;
+pub mod error;
+pub mod handshake;
+pub mod listen;
+pub mod logging;
+pub mod shutdown;
+
+pub use codec::{FrameCodec, DEFAULT_MAX_FRAME};
+pub use connect::{connect, connect_addrs, resolve, ConnectOptions, Family};
+pub use connection::{Connection, RecvHalf, SendHalf};
+pub use error::NetError;
+pub use handshake::Protocol;
+pub use listen::{bind_tcp, bind_udp, display_addr, family_name, parse_bind_addr, Listener};
+pub use logging::init_logging;
+pub use shutdown::{shutdown_signal, Shutdown};

@@ -1,0 +1,18 @@
+//! Logging set-up shared by every binary: `tracing` to stderr, level from `RUST_LOG`.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`). Colours only
+/// when stderr is a terminal, so logs captured by tests and pipes stay plain text.
+/// Calling it twice is harmless.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}

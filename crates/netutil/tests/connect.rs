@@ -1,0 +1,249 @@
+//! Connecting: name resolution, Happy Eyeballs racing, and errors that list every attempt.
+//!
+//! The "silent address" (one that never answers a SYN) is made on loopback: a listener with
+//! a backlog of 0 that never accepts, its queue already full, so the kernel drops further
+//! SYNs and a connect to it hangs until the OS's own timeout. This needs no root and sends
+//! nothing off the machine. (A `blackhole` route is no good here: Linux fails a local connect
+//! through it at once with EINVAL, which is the fast-failure case tested separately below.)
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use netutil::{bind_tcp, connect, connect_addrs, ConnectOptions, Family, NetError};
+use socket2::{Domain, Socket, Type};
+
+/// A loopback address that never answers: returned with the sockets that keep it silent.
+fn silent_addr() -> (SocketAddr, Socket, Vec<StdTcpStream>) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue; the kernel then drops new SYNs for this port.
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        if let Ok(s) = StdTcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    (addr, socket, fillers)
+}
+
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn silent_first_address_costs_only_the_attempt_delay() {
+    let (silent, _keep, _fillers) = silent_addr();
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let good = listener.local_addrs()[0];
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+
+    let options = ConnectOptions::default();
+    let started = Instant::now();
+    let (_stream, reached) = connect_addrs(&[silent, good], &options).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reached, good);
+    // The second attempt starts after the 250 ms delay, long before the 1 s SYN retry.
+    assert!(
+        elapsed >= Duration::from_millis(240),
+        "did not wait for the attempt delay: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(900),
+        "waited for the OS instead of racing: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_first_address_moves_on_at_once() {
+    let mut listener = bind_tcp(&["[::1]:0".parse().unwrap()], 0).unwrap();
+    let good = listener.local_addrs()[0];
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let started = Instant::now();
+    let (_s, reached) = connect_addrs(&[closed_port(), good], &ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(reached, good);
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn every_failed_address_is_listed() {
+    let (silent, _keep, _fillers) = silent_addr();
+    let refused = closed_port();
+    let options = ConnectOptions {
+        timeout: Duration::from_millis(600),
+        ..ConnectOptions::default()
+    };
+    let err = connect_addrs(&[refused, silent], &options)
+        .await
+        .unwrap_err();
+    let NetError::Connect { attempts, .. } = &err else {
+        panic!("expected Connect error, got {err:?}");
+    };
+    assert_eq!(attempts.len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&refused.to_string()), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    assert!(text.contains(&silent.to_string()), "{text}");
+    assert!(text.contains("timed out"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_names_are_a_resolve_error() {
+    let err = connect("no-such-host.invalid", 1, &ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NetError::Resolve { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+}
+
+#[tokio::test]
+async fn family_options_force_one_family() {
+    let mut listener = bind_tcp(&[], 0).unwrap();
+    let port = listener.port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let v4 = ConnectOptions {
+        family: Family::V4,
+        ..ConnectOptions::default()
+    };
+    let (_, reached) = connect("localhost", port, &v4).await.unwrap();
+    assert!(reached.is_ipv4());
+    let v6 = ConnectOptions {
+        family: Family::V6,
+        ..ConnectOptions::default()
+    };
+    let (_, reached) = connect("[::1]", port, &v6).await.unwrap();
+    assert!(reached.is_ipv6());
+}
+
+/// Runs only inside the namespace made by `localhost_reaches_every_kind_of_server`, where
+/// `localhost` resolves to both 127.0.0.1 and ::1.
+#[tokio::test]
+#[ignore = "runs inside a network namespace, started by another test"]
+async fn inner_localhost_reaches_every_kind_of_server() {
+    if std::env::var_os("NETUTIL_INNER_NETNS").is_none() {
+        return;
+    }
+    let resolved = netutil::resolve("localhost", 1, Family::Any).await.unwrap();
+    assert!(
+        resolved.iter().any(|a| a.is_ipv4()) && resolved.iter().any(|a| a.is_ipv6()),
+        "localhost must resolve to both families here: {resolved:?}"
+    );
+    let setups: [(&str, Vec<SocketAddr>); 3] = [
+        ("IPv4 only", vec!["127.0.0.1:0".parse().unwrap()]),
+        ("IPv6 only", vec!["[::1]:0".parse().unwrap()]),
+        ("dual stack", vec![]),
+    ];
+    for (label, binds) in setups {
+        let mut listener = bind_tcp(&binds, 0).unwrap();
+        let port = listener.port();
+        let accept = tokio::spawn(async move { listener.accept().await.map(|(_, p)| p) });
+        let (_stream, reached) = connect("localhost", port, &ConnectOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let peer = accept.await.unwrap().unwrap();
+        println!("{label}: reached {reached} (server saw {peer})");
+        if label == "dual stack" {
+            assert!(reached.is_ipv6(), "IPv6 is preferred: {reached}");
+        }
+    }
+}
+
+#[test]
+fn localhost_reaches_every_kind_of_server() {
+    // This machine's /etc/hosts maps localhost to 127.0.0.1 only, so the test runs itself
+    // again inside a namespace whose own hosts file maps it to both families.
+    if unsafe_free_geteuid() != 0 {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let name = format!("netutil-lh-{}", std::process::id());
+    let etc = std::path::PathBuf::from("/etc/netns").join(&name);
+    let ns = NamespaceGuard::create(&name, &etc);
+    let Some(_ns) = ns else { return };
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("hosts"),
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost\n",
+    )
+    .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &name])
+        .arg(exe)
+        .args([
+            "--exact",
+            "inner_localhost_reaches_every_kind_of_server",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("NETUTIL_INNER_NETNS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "inner test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+fn unsafe_free_geteuid() -> u32 {
+    // Avoids `unsafe` in this crate: read the effective uid from /proc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Deletes the namespace and its /etc/netns directory when dropped.
+struct NamespaceGuard {
+    name: String,
+    etc: std::path::PathBuf,
+}
+
+impl NamespaceGuard {
+    fn create(name: &str, etc: &std::path::Path) -> Option<Self> {
+        let out = Command::new("ip").args(["netns", "add", name]).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            other => {
+                eprintln!("skipped: cannot create a network namespace: {other:?}");
+                return None;
+            }
+        }
+        let guard = NamespaceGuard {
+            name: name.to_owned(),
+            etc: etc.to_owned(),
+        };
+        let up = Command::new("ip")
+            .args(["netns", "exec", name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .ok()?;
+        assert!(up.success(), "cannot bring loopback up in {name}");
+        Some(guard)
+    }
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}

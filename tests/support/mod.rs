@@ -1,0 +1,11 @@
+//! Helpers shared by the end-to-end tests: find the built binaries, run them as child
+//! processes whose stderr we can wait on, and make throw-away network namespaces.
+//!
+//! The binaries are the ones `cargo build --workspace` put beside this test executable
+//! (`target/<profile>/`); the README's test command builds them before running the tests.
+
+pub mod netns;
+pub mod process;
+
+pub use netns::{is_root, Netns};
+pub use process::{bin_path, Proc};
