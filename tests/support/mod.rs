@@ -4,7 +4,10 @@
 //! The binaries are the ones `cargo build --workspace` put beside this test executable
 //! (`target/<profile>/`); the README's test command builds them before running the tests.
 
+pub mod echo;
+pub mod editor;
 pub mod netns;
+pub mod p2p;
 pub mod process;
 
 pub use netns::{is_root, Netns};

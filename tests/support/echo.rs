@@ -1,0 +1,1 @@
+//! Test helpers used only by the echo end-to-end tests.

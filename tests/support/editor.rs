@@ -1,0 +1,1 @@
+//! Test helpers used only by the editor end-to-end tests.

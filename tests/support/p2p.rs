@@ -1,0 +1,1 @@
+//! Test helpers used only by the p2p end-to-end tests.
