@@ -1,0 +1,315 @@
+//! Bench mode: `--connections` links, each in a send-and-wait-for-echo loop for
+//! `--duration`, then messages/s, MB/s, RTT p50/p99/p99.9 and errors (or one JSON object).
+//!
+//! Every connection is opened before the clock starts, so connecting does not count. Each
+//! loop keeps its own statistics (no shared lock on the hot path) and they are merged at
+//! the end; the only shared value is a relaxed counter for the progress line. A TCP loop
+//! has one timer for its whole run (the end of the run plus `--timeout`), not one per
+//! message; over UDP, where loss is expected, each message waits up to `--timeout` and a
+//! lost one counts as an error and the loop goes on.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant};
+
+use crate::ping::{probe_payload, probe_seq};
+use crate::stats::{ms, RttStats};
+use crate::target::{connect_udp_addr, Target};
+use crate::EchoError;
+
+/// Bench mode settings.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub connections: usize,
+    pub size: usize,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub udp: bool,
+    pub json: bool,
+}
+
+/// The result, also the `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub transport: &'static str,
+    pub address: String,
+    pub connections: usize,
+    pub size: usize,
+    pub duration_s: f64,
+    pub messages: u64,
+    pub msgs_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub avg_us: f64,
+    pub max_us: f64,
+    pub errors: u64,
+}
+
+/// What one connection's loop measured.
+struct LoopResult {
+    stats: RttStats,
+    errors: u64,
+}
+
+enum Link {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// Opens the connections, runs the loops, prints and returns the report.
+pub async fn run(target: &Target, config: &BenchConfig) -> Result<BenchReport, EchoError> {
+    let (links, peer, mut errors) = open_links(target, config).await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let mut loops = JoinSet::new();
+    for link in links {
+        let counter = counter.clone();
+        let (size, timeout) = (config.size, config.timeout);
+        loops.spawn(async move {
+            match link {
+                Link::Tcp(stream) => tcp_loop(stream, size, deadline, timeout, &counter).await,
+                Link::Udp(socket) => udp_loop(socket, size, deadline, timeout, &counter).await,
+            }
+        });
+    }
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| tokio::spawn(show_progress(counter.clone(), started, config.duration)));
+
+    let mut stats = RttStats::new();
+    while let Some(joined) = loops.join_next().await {
+        match joined {
+            Ok(result) => {
+                stats.merge(&result.stats);
+                errors += result.errors;
+            }
+            Err(e) => {
+                tracing::warn!("a bench loop failed: {e}");
+                errors += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().min(config.duration).as_secs_f64();
+    if let Some(task) = progress {
+        task.abort();
+        eprintln!();
+    }
+    let summary = stats.summary();
+    let messages = stats.count();
+    let report = BenchReport {
+        transport: if config.udp { "udp" } else { "tcp" },
+        address: netutil::display_addr(peer).to_string(),
+        connections: config.connections,
+        size: config.size,
+        duration_s: elapsed,
+        messages,
+        msgs_per_sec: messages as f64 / elapsed.max(1e-9),
+        mb_per_sec: (messages as f64 * config.size as f64) / elapsed.max(1e-9) / 1e6,
+        p50_us: summary.p50_us,
+        p99_us: summary.p99_us,
+        p999_us: summary.p999_us,
+        avg_us: summary.avg_us,
+        max_us: summary.max_us,
+        errors,
+    };
+    print_report(&report, config.json);
+    if messages == 0 {
+        return Err(EchoError::Bench(format!(
+            "no message was echoed ({errors} errors)"
+        )));
+    }
+    Ok(report)
+}
+
+/// Opens every link before the clock starts. The first goes through Happy Eyeballs and
+/// announces itself; the rest reuse the address it reached. Failed ones count as errors.
+async fn open_links(
+    target: &Target,
+    config: &BenchConfig,
+) -> Result<(Vec<Link>, SocketAddr, u64), EchoError> {
+    let mut links = Vec::with_capacity(config.connections);
+    let mut errors = 0;
+    let peer = if config.udp {
+        let (socket, peer) = target.connect_udp(true).await?;
+        links.push(Link::Udp(socket));
+        for _ in 1..config.connections {
+            links.push(Link::Udp(connect_udp_addr(peer).await?));
+        }
+        peer
+    } else {
+        let (stream, peer) = target.connect_tcp().await?;
+        links.push(Link::Tcp(stream));
+        let options = netutil::ConnectOptions::default();
+        for _ in 1..config.connections {
+            match netutil::connect_addrs(&[peer], &options).await {
+                Ok((stream, _)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!("cannot set TCP_NODELAY: {e}");
+                    }
+                    links.push(Link::Tcp(stream));
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    errors += 1;
+                }
+            }
+        }
+        peer
+    };
+    Ok((links, peer, errors))
+}
+
+async fn tcp_loop(
+    mut stream: TcpStream,
+    size: usize,
+    deadline: Instant,
+    timeout: Duration,
+    counter: &AtomicU64,
+) -> LoopResult {
+    let payload = probe_payload(0, size);
+    let mut echo = vec![0u8; size];
+    let mut stats = RttStats::new();
+    let exchange = async {
+        loop {
+            let sent_at = Instant::now();
+            if sent_at >= deadline {
+                return Ok(());
+            }
+            stream.write_all(&payload).await?;
+            stream.read_exact(&mut echo).await?;
+            stats.record(sent_at.elapsed());
+            counter.fetch_add(1, Ordering::Relaxed);
+            if echo != payload {
+                return Err(std::io::Error::other("echo differs from what was sent"));
+            }
+        }
+    };
+    let errors = tokio::select! {
+        result = exchange => match result {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::warn!("connection failed: {e}");
+                1
+            }
+        },
+        _ = sleep_until(deadline + timeout) => {
+            tracing::warn!("no echo within {timeout:?} at the end of the run");
+            1
+        }
+    };
+    LoopResult { stats, errors }
+}
+
+async fn udp_loop(
+    socket: UdpSocket,
+    size: usize,
+    deadline: Instant,
+    timeout: Duration,
+    counter: &AtomicU64,
+) -> LoopResult {
+    let mut stats = RttStats::new();
+    let mut errors = 0;
+    let mut payload = probe_payload(0, size);
+    let mut echo = vec![0u8; size + 1];
+    let mut seq = 0u64;
+    loop {
+        let sent_at = Instant::now();
+        if sent_at >= deadline {
+            break;
+        }
+        seq += 1;
+        let seq_bytes = seq.to_be_bytes();
+        let n = seq_bytes.len().min(size);
+        payload[..n].copy_from_slice(&seq_bytes[seq_bytes.len() - n..]);
+        if let Err(e) = socket.send(&payload).await {
+            tracing::warn!("UDP send failed: {e}");
+            errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        let wait_until = sent_at + timeout;
+        let answered = loop {
+            match tokio::time::timeout_at(wait_until, socket.recv(&mut echo)).await {
+                Ok(Ok(len))
+                    if len == size && (size < 8 || probe_seq(&echo[..len]) == Some(seq)) =>
+                {
+                    break echo[..len] == payload[..];
+                }
+                // A late echo of an earlier datagram: keep waiting for ours.
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!("UDP receive failed: {e}");
+                    break false;
+                }
+                Err(_) => break false,
+            }
+        };
+        if answered {
+            stats.record(sent_at.elapsed());
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else {
+            errors += 1;
+        }
+    }
+    LoopResult { stats, errors }
+}
+
+/// Rewrites one stderr line every second while the run lasts.
+async fn show_progress(counter: Arc<AtomicU64>, started: Instant, duration: Duration) {
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = counter.load(Ordering::Relaxed);
+        eprint!(
+            "\r{:>4.0} s / {:.0} s  {now} messages  {} msg/s   ",
+            started.elapsed().as_secs_f64(),
+            duration.as_secs_f64(),
+            now - last
+        );
+        last = now;
+    }
+}
+
+fn print_report(report: &BenchReport, json: bool) {
+    if json {
+        match serde_json::to_string(report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("cannot encode the report as JSON: {e}"),
+        }
+        return;
+    }
+    println!(
+        "{} connections x {} B over {} to {} for {:.1} s",
+        report.connections,
+        report.size,
+        report.transport.to_uppercase(),
+        report.address,
+        report.duration_s
+    );
+    println!(
+        "{} messages: {:.0} msg/s, {:.2} MB/s",
+        report.messages, report.msgs_per_sec, report.mb_per_sec
+    );
+    println!(
+        "rtt p50/p99/p99.9 = {}/{}/{} ms (avg {}, max {})",
+        ms(report.p50_us),
+        ms(report.p99_us),
+        ms(report.p999_us),
+        ms(report.avg_us),
+        ms(report.max_us)
+    );
+    println!("errors: {}", report.errors);
+}

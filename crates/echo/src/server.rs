@@ -1,0 +1,234 @@
+//! `echo-server`: TCP echo (RFC 862) on a dual-stack port, plus the process around it.
+//!
+//! Each connection is one task with one buffer, reused for its whole life: read, then
+//! `write_all` the same bytes before reading again. A client that sends without reading
+//! therefore stalls only itself: once its receive window is full our write waits, we stop
+//! reading, and the kernel pushes back on the client (backpressure, memory bounded by the
+//! buffer). The buffer starts small and doubles up to [`MAX_BUFFER`] only for clients that
+//! fill it, so ten thousand idle clients cost little.
+//!
+//! A semaphore bounds the number of connections: beyond it, a new client is accepted and
+//! closed at once with a log line, rather than left hanging in the kernel's backlog. A
+//! connection that makes no progress (no byte read or written) for the idle timeout is
+//! closed. Ctrl-C / SIGTERM stops accepting and closes every connection via
+//! [`netutil::Shutdown`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use netutil::{Listener, Shutdown};
+
+use crate::udp::{self, UdpConfig};
+use crate::EchoError;
+
+/// First size of a connection's buffer.
+pub const INITIAL_BUFFER: usize = 4 * 1024;
+/// Largest size a connection's buffer grows to (for clients sending in bulk).
+pub const MAX_BUFFER: usize = 64 * 1024;
+/// How long shutdown waits for connection tasks to finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Everything `echo-server` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to bind; empty means dual-stack `[::]` on `port`.
+    pub binds: Vec<SocketAddr>,
+    pub port: u16,
+    pub max_connections: usize,
+    /// Close connections without progress for this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// UDP echo on the same port, unless `None` (`--no-udp`).
+    pub udp: Option<UdpConfig>,
+}
+
+/// Binds TCP (and UDP) and serves until `shutdown` is triggered, then drains.
+pub async fn run(config: ServerConfig, shutdown: Shutdown) -> Result<(), EchoError> {
+    let (listener, udp_sockets) = bind(&config)?;
+    for socket in udp_sockets {
+        if let Some(udp_config) = config.udp {
+            let token = shutdown.token();
+            shutdown.spawn(udp::serve(socket, udp_config, token));
+        }
+    }
+    accept_loop(listener, &config, &shutdown).await;
+    shutdown.drain(DRAIN_DEADLINE).await;
+    Ok(())
+}
+
+/// Binds TCP, then UDP on the same port. With `--port 0` the OS picks a TCP port that may
+/// be taken for UDP; then we try again with another one.
+fn bind(config: &ServerConfig) -> Result<(Listener, Vec<tokio::net::UdpSocket>), EchoError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let listener = netutil::bind_tcp(&config.binds, config.port)?;
+        if config.udp.is_none() {
+            return Ok((listener, Vec::new()));
+        }
+        let port = listener.port();
+        let udp_binds: Vec<SocketAddr> = listener.local_addrs();
+        let result = if config.binds.is_empty() {
+            netutil::bind_udp(&[], port)
+        } else {
+            netutil::bind_udp(&udp_binds, port)
+        };
+        match result {
+            Ok(sockets) => {
+                tracing::info!("echoing TCP and UDP on port {port}");
+                return Ok((listener, sockets));
+            }
+            Err(e) if config.port == 0 && attempts < 5 => {
+                tracing::debug!("UDP port {port} unavailable ({e}); picking another port");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &Shutdown) {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.triggered() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let token = shutdown.token();
+                let idle = config.idle_timeout;
+                shutdown.spawn(async move {
+                    serve_connection(stream, peer, idle, token).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Refused client {} port {}: {} connections already open (--max-connections)",
+                    peer.ip(),
+                    peer.port(),
+                    config.max_connections
+                );
+                drop(stream);
+            }
+        }
+    }
+}
+
+/// Progress of one connection, shared between the echo loop and its idle watchdog.
+struct Progress {
+    started: Instant,
+    bytes: AtomicU64,
+    /// Nanoseconds after `started` of the last byte read or written.
+    last_activity: AtomicU64,
+}
+
+impl Progress {
+    fn touch(&self) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_activity.store(nanos, Ordering::Relaxed);
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.started + Duration::from_nanos(self.last_activity.load(Ordering::Relaxed))
+    }
+}
+
+/// How a connection ended, for the disconnect log line.
+enum End {
+    Closed,
+    Failed(std::io::Error),
+    Idle(Duration),
+    Shutdown,
+}
+
+/// Serves one client until it closes, fails, idles out or the server shuts down.
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    idle_timeout: Option<Duration>,
+    token: CancellationToken,
+) {
+    tracing::info!("New client connected: {} port {}", peer.ip(), peer.port());
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
+    let progress = Progress {
+        started: Instant::now(),
+        bytes: AtomicU64::new(0),
+        last_activity: AtomicU64::new(0),
+    };
+    let end = tokio::select! {
+        result = echo(&mut stream, &progress) => match result {
+            Ok(()) => End::Closed,
+            Err(e) => End::Failed(e),
+        },
+        idle = watchdog(idle_timeout, &progress) => End::Idle(idle),
+        _ = token.cancelled() => End::Shutdown,
+    };
+    let summary = format!(
+        "Client {} port {} disconnected ({} bytes echoed, {:.1} s)",
+        peer.ip(),
+        peer.port(),
+        progress.bytes.load(Ordering::Relaxed),
+        progress.started.elapsed().as_secs_f64()
+    );
+    match end {
+        End::Closed => tracing::info!("{summary}"),
+        End::Failed(e) if crate::error::is_disconnect(&e) => tracing::info!("{summary}: {e}"),
+        End::Failed(e) => tracing::warn!("{summary}: {e}"),
+        End::Idle(idle) => tracing::info!("{summary}: idle for {idle:?}, closed"),
+        End::Shutdown => tracing::info!("{summary}: server shutting down"),
+    }
+}
+
+/// The hot path: socket -> one reused buffer -> socket.
+async fn echo(stream: &mut TcpStream, progress: &Progress) -> std::io::Result<()> {
+    let mut buf = vec![0u8; INITIAL_BUFFER];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        progress.touch();
+        stream.write_all(&buf[..n]).await?;
+        progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        progress.touch();
+        if n == buf.len() && buf.len() < MAX_BUFFER {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+}
+
+/// Resolves once the connection has made no progress for `idle_timeout`.
+async fn watchdog(idle_timeout: Option<Duration>, progress: &Progress) -> Duration {
+    let Some(idle) = idle_timeout else {
+        return std::future::pending().await;
+    };
+    // One timer per idle period, not one per message: wake at the earliest possible expiry
+    // and look at when the connection last moved.
+    loop {
+        let deadline = progress.idle_since() + idle;
+        if Instant::now() >= deadline {
+            return idle;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}

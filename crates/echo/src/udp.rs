@@ -1,0 +1,95 @@
+//! The UDP side of `echo-server`: every datagram goes back to its sender unchanged, except
+//! where that would make us a weapon.
+//!
+//! UDP echo is a known reflection and loop vector (CERT CA-1996-01: an echo and a chargen
+//! server answering each other forever; any spoofed request makes us send to a victim):
+//! * datagrams from source ports below 1024 are dropped, since no legitimate client sends
+//!   from a privileged service port and that is where the looping services live;
+//! * replies are rate-limited per source address ([`crate::ratelimit`]), in a bounded table.
+//!
+//! Drops are counted; the first is logged at once, then a summary at most every
+//! [`REPORT_INTERVAL`], so a flood cannot flood the log too.
+
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ratelimit::{RateLimiter, Verdict};
+
+/// Datagrams from source ports below this are never answered.
+pub const LOWEST_SOURCE_PORT: u16 = 1024;
+/// How often dropped-datagram counts are logged (when there were any).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// UDP settings from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpConfig {
+    /// Replies per second per source address; 0 disables the limit.
+    pub rate: u32,
+    /// Replies a source may get in a burst before the rate applies.
+    pub burst: u32,
+    /// Most source addresses tracked at once.
+    pub max_sources: usize,
+}
+
+#[derive(Default)]
+struct Drops {
+    low_port: u64,
+    limited: u64,
+    table_full: u64,
+}
+
+/// Echoes datagrams on `socket` until `token` is cancelled.
+pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToken) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut limiter = RateLimiter::new(config.rate, config.burst, config.max_sources);
+    let mut drops = Drops::default();
+    let mut last_report: Option<Instant> = None;
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        let (len, from) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!("UDP receive failed: {e}");
+                    continue;
+                }
+            },
+            _ = &mut cancelled => return,
+        };
+        if from.port() < LOWEST_SOURCE_PORT {
+            drops.low_port += 1;
+        } else {
+            match limiter.check(from.ip(), std::time::Instant::now()) {
+                Verdict::Allow => {
+                    if let Err(e) = socket.send_to(&buf[..len], from).await {
+                        tracing::debug!("UDP reply to {} failed: {e}", netutil::display_addr(from));
+                    }
+                    continue;
+                }
+                Verdict::Limited => drops.limited += 1,
+                Verdict::TableFull => drops.table_full += 1,
+            }
+        }
+        if last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL) {
+            drops.report();
+            last_report = Some(Instant::now());
+            drops = Drops::default();
+        }
+    }
+}
+
+impl Drops {
+    fn report(&self) {
+        tracing::warn!(
+            "UDP: dropped {} datagrams from source ports below {LOWEST_SOURCE_PORT}, {} over the \
+             per-source rate limit, {} from new sources while the source table was full",
+            self.low_port,
+            self.limited,
+            self.table_full
+        );
+    }
+}
