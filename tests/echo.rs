@@ -1,1 +1,739 @@
-//! End-to-end tests of the echo programs (real binaries, real sockets).
+//! End-to-end tests of the echo programs (real binaries, real sockets): dual-stack TCP and
+//! UDP on one port, byte-exact pipe mode, ping and bench output, third-party clients and
+//! servers (socat, netcat-openbsd), backpressure, connection limits, resets, idle timeout,
+//! shutdown, and (as root) v4-only and v6-only hosts in network namespaces.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use e2e::echo::{
+    connect, free_port, have_tool, reset, round_trip, run_client, run_with_input, start_server,
+    udp_round_trip, vm_rss_kib, wait_until_listening, KillOnDrop, Pattern, HANG_GUARD,
+    PATTERN_CHUNK,
+};
+use e2e::{bin_path, Netns, Proc};
+
+const LOG_WAIT: Duration = Duration::from_secs(20);
+
+fn v4(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn v6(port: u16) -> SocketAddr {
+    format!("[::1]:{port}").parse().unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn one_port_serves_ipv4_ipv6_and_ipv4_mapped_clients() {
+    let (server, port) = start_server(&[]);
+
+    let mut c4 = connect(v4(port));
+    assert_eq!(round_trip(&mut c4, b"over IPv4\n"), b"over IPv4\n");
+    let mut c6 = connect(v6(port));
+    assert_eq!(round_trip(&mut c6, b"over IPv6\n"), b"over IPv6\n");
+    // An IPv6 socket talking to an IPv4-mapped address reaches the same listener.
+    let mapped: SocketAddr =
+        SocketAddrV6::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped(), port, 0, 0).into();
+    let mut cm = connect(mapped);
+    assert_eq!(round_trip(&mut cm, b"mapped\n"), b"mapped\n");
+
+    let port4 = c4.local_addr().unwrap().port();
+    let port6 = c6.local_addr().unwrap().port();
+    let portm = cm.local_addr().unwrap().port();
+    for needle in [
+        format!("New client connected: 127.0.0.1 port {port4}"),
+        format!("New client connected: ::1 port {port6}"),
+        // Mapped peers are shown as the plain IPv4 address they are.
+        format!("New client connected: 127.0.0.1 port {portm}"),
+    ] {
+        assert!(
+            server.wait_for(&needle, LOG_WAIT).is_some(),
+            "missing {needle:?} in:\n{}",
+            server.stderr_text()
+        );
+    }
+    drop(c6);
+    let line = server
+        .wait_for(&format!("Client ::1 port {port6} disconnected"), LOG_WAIT)
+        .expect("disconnect line");
+    assert!(line.contains("(10 bytes echoed, "), "{line}");
+    assert!(!server.stderr_text().contains("::ffff:"));
+}
+
+#[test]
+fn udp_datagrams_come_back_unchanged_over_both_families() {
+    let (_server, port) = start_server(&[]);
+    let s4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reply = udp_round_trip(&s4, v4(port), b"datagram\x00\xff", HANG_GUARD);
+    assert_eq!(reply.as_deref(), Some(&b"datagram\x00\xff"[..]));
+    let s6 = UdpSocket::bind("[::1]:0").unwrap();
+    let big = vec![7u8; 60_000];
+    assert_eq!(udp_round_trip(&s6, v6(port), &big, HANG_GUARD), Some(big));
+
+    // --no-udp: TCP only.
+    let (_tcp_only, port) = start_server(&["--no-udp"]);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        udp_round_trip(&s, v4(port), b"x", Duration::from_millis(500)),
+        None
+    );
+}
+
+#[test]
+fn udp_from_privileged_source_ports_is_dropped() {
+    if !e2e::is_root() {
+        eprintln!("skipped: binding a source port below 1024 needs root");
+        return;
+    }
+    let (server, port) = start_server(&[]);
+    let low = (600..1024)
+        .find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+        .expect("a free port below 1024");
+    assert_eq!(
+        udp_round_trip(&low, v4(port), b"chargen?", Duration::from_millis(700)),
+        None
+    );
+    assert!(server
+        .wait_for("from source ports below 1024", LOG_WAIT)
+        .is_some());
+    // The same payload from an ordinary port is answered.
+    let normal = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(udp_round_trip(&normal, v4(port), b"chargen?", HANG_GUARD).is_some());
+}
+
+#[test]
+fn udp_replies_are_rate_limited_per_source() {
+    let (server, port) = start_server(&["--udp-rate", "2", "--udp-burst", "5"]);
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    flooder.connect(v4(port)).unwrap();
+    for i in 0..40u8 {
+        flooder.send(&[i]).unwrap();
+    }
+    flooder
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut replies = 0;
+    let mut buf = [0u8; 16];
+    while flooder.recv(&mut buf).is_ok() {
+        replies += 1;
+    }
+    // The burst of 5, plus what refilled at 2/s while we sent and listened.
+    assert!((5..=10).contains(&replies), "{replies} replies");
+    assert!(server
+        .wait_for("over the per-source rate limit", LOG_WAIT)
+        .is_some());
+    // Another source address has its own budget.
+    let other = UdpSocket::bind("[::1]:0").unwrap();
+    assert!(udp_round_trip(&other, v6(port), b"me too", HANG_GUARD).is_some());
+}
+
+#[test]
+fn pipe_mode_prints_exactly_the_echoed_lines() {
+    let (_server, port) = start_server(&[]);
+    let port_arg = port.to_string();
+    for host in ["::1", "127.0.0.1", "localhost"] {
+        let out = run_client(&[host, "--port", &port_arg], b"a\nb\n");
+        assert!(out.status.success(), "{host}: {}", stderr_of(&out));
+        assert_eq!(out.stdout, b"a\nb\n", "{host}");
+        assert!(stderr_of(&out).contains(&format!("Connected to {host} at ")));
+    }
+    let out = run_client(&["::1", "--port", &port_arg], b"a\nb\n");
+    assert!(
+        stderr_of(&out).contains(&format!("Connected to ::1 at ::1 port {port} (IPv6)")),
+        "{}",
+        stderr_of(&out)
+    );
+    // Empty input: nothing to echo, success.
+    let out = run_client(&["127.0.0.1", "--port", &port_arg], b"");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout.is_empty());
+    // UDP: one datagram per line, same exact output.
+    let out = run_client(
+        &["127.0.0.1", "--port", &port_arg, "--udp"],
+        b"a\nb\nno newline",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.stdout, b"a\nb\nno newline");
+}
+
+#[test]
+fn pipe_mode_carries_a_1_mib_line_and_non_utf8_bytes_exactly() {
+    let (_server, port) = start_server(&[]);
+    let mut input: Vec<u8> = (0..1024 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    input.push(b'\n');
+    input.extend_from_slice(b"\xff\xfe\x00\x80 not UTF-8 \xc3\x28\n\r\n");
+    input.extend((0..=255u8).cycle().take(10_000));
+    let out = run_client(&["::1", "--port", &port.to_string()], &input);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input, "output differs from input");
+
+    // A line too large for a datagram is refused with a clear error, not truncated.
+    let out = run_client(&["127.0.0.1", "--port", &port.to_string(), "--udp"], &input);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("larger than a UDP datagram"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn pipe_mode_fails_when_the_server_closes_early() {
+    // A server we control: reads a little, echoes nothing, closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rude = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        let _ = stream.read(&mut buf);
+    });
+    let out = run_client(
+        &["127.0.0.1", "--port", &port.to_string()],
+        b"hello\nworld\n",
+    );
+    rude.join().unwrap();
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("closed the connection"), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("echo-client:"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn client_failures_are_one_clear_line_and_a_non_zero_exit() {
+    let out = run_client(&["no-such-host.invalid"], b"x\n");
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("cannot resolve no-such-host.invalid"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let port = free_port().to_string();
+    let out = run_client(&["::1", "--port", &port], b"x\n");
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("cannot connect to ::1 port {port}")),
+        "{err}"
+    );
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = run_client(&["127.0.0.1", "-6"], b"x\n");
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("no IPv6 address"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn ping_mode_reports_each_probe_and_a_summary_over_tcp_and_udp() {
+    let (_server, port) = start_server(&[]);
+    let port = port.to_string();
+    let out = run_client(
+        &[
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--count",
+            "3",
+            "--interval",
+            "50ms",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for seq in 1..=3 {
+        assert!(
+            text.contains(&format!("56 bytes from 127.0.0.1: seq={seq} time=")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("3 probes sent, 3 received, 0.0% loss"),
+        "{text}"
+    );
+    assert!(text.contains("rtt min/avg/max/mdev = "), "{text}");
+    assert!(text.contains("rtt p50/p90/p99 = "), "{text}");
+
+    for transport in [&[][..], &["--udp"][..]] {
+        let mut args = vec![
+            "::1",
+            "--port",
+            &port,
+            "--count",
+            "4",
+            "--interval",
+            "20ms",
+            "--size",
+            "100",
+            "--json",
+        ];
+        args.extend_from_slice(transport);
+        let out = run_client(&args, b"");
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}", out.stdout));
+        assert_eq!(json["sent"], 4);
+        assert_eq!(json["received"], 4);
+        assert_eq!(json["loss_pct"], 0.0);
+        for key in [
+            "min_us", "avg_us", "max_us", "mdev_us", "p50_us", "p90_us", "p99_us",
+        ] {
+            assert!(
+                json[key].as_f64().is_some_and(|v| v >= 0.0),
+                "{key}: {json}"
+            );
+        }
+        assert!(json["min_us"].as_f64() <= json["max_us"].as_f64());
+    }
+}
+
+#[test]
+fn ping_mode_counts_lost_udp_probes_and_fails_when_all_are_lost() {
+    // A UDP port nobody answers on (a bound socket that never replies).
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let out = run_client(
+        &[
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--udp",
+            "--count",
+            "2",
+            "--interval",
+            "10ms",
+            "--timeout",
+            "200ms",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["sent"], 2);
+    assert_eq!(json["received"], 0);
+    assert_eq!(json["loss_pct"], 100.0);
+    assert!(stderr_of(&out).contains("all lost"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn bench_mode_reports_json() {
+    let (_server, port) = start_server(&["--udp-rate", "0"]);
+    let port = port.to_string();
+    for transport in [&[][..], &["--udp"][..]] {
+        let mut args = vec![
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--bench",
+            "--connections",
+            "3",
+            "--duration",
+            "500ms",
+            "--json",
+        ];
+        args.extend_from_slice(transport);
+        let out = run_client(&args, b"");
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for key in ["msgs_per_sec", "mb_per_sec", "p50_us", "p99_us", "p999_us"] {
+            assert!(json[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {json}");
+        }
+        assert_eq!(json["errors"], 0, "{json}");
+    }
+}
+
+#[test]
+fn socat_and_netcat_are_clients_of_our_server() {
+    let (server, port) = start_server(&[]);
+    if have_tool("socat", "socat") {
+        for address in [
+            format!("TCP:127.0.0.1:{port}"),
+            format!("TCP6:[::1]:{port}"),
+        ] {
+            let mut cmd = Command::new("socat");
+            cmd.args(["-t", "5", "-", &address]);
+            let out = run_with_input(cmd, b"hello socat\n\xff\n", HANG_GUARD);
+            assert!(out.status.success(), "{address}: {}", stderr_of(&out));
+            assert_eq!(out.stdout, b"hello socat\n\xff\n", "{address}");
+        }
+        let mut cmd = Command::new("socat");
+        cmd.args(["-t", "2", "-", &format!("UDP:127.0.0.1:{port}")]);
+        let out = run_with_input(cmd, b"socat datagram\n", HANG_GUARD);
+        assert_eq!(out.stdout, b"socat datagram\n");
+    }
+    if have_tool("nc", "netcat-openbsd") {
+        for (family, host) in [("-6", "::1"), ("-4", "127.0.0.1")] {
+            let mut cmd = Command::new("nc");
+            // -N: shut down the socket after end of input, so nc sees our close and exits.
+            cmd.args([family, "-N", host, &port.to_string()]);
+            let out = run_with_input(cmd, b"hello nc\n", HANG_GUARD);
+            assert!(out.status.success(), "nc {family}: {}", stderr_of(&out));
+            assert_eq!(out.stdout, b"hello nc\n", "nc {family}");
+        }
+        let mut cmd = Command::new("nc");
+        cmd.args(["-u", "-w", "1", "127.0.0.1", &port.to_string()]);
+        let out = run_with_input(cmd, b"nc datagram\n", HANG_GUARD);
+        assert_eq!(out.stdout, b"nc datagram\n");
+    }
+    assert!(server
+        .wait_for("New client connected: ::1 port", LOG_WAIT)
+        .is_some());
+}
+
+#[test]
+fn our_client_works_against_socat_as_the_echo_server() {
+    if !have_tool("socat", "socat") {
+        return;
+    }
+    let port = free_port();
+    let socat = Command::new("socat")
+        .args([&format!("TCP6-LISTEN:{port},fork,reuseaddr"), "EXEC:cat"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start socat");
+    let _socat = KillOnDrop(socat);
+    wait_until_listening(v6(port));
+    let port = port.to_string();
+
+    let mut input = b"first\nsecond \xfe\n".to_vec();
+    input.extend((0..200_000u32).map(|i| (i % 251) as u8));
+    let out = run_client(&["::1", "--port", &port], &input);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout == input, "output differs from input");
+    assert!(stderr_of(&out).contains("(IPv6)"));
+
+    let out = run_client(
+        &[
+            "::1",
+            "--port",
+            &port,
+            "--count",
+            "3",
+            "--interval",
+            "20ms",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["received"], 3);
+}
+
+#[test]
+fn a_client_that_never_reads_stalls_only_itself_and_memory_stays_bounded() {
+    const TOTAL: u64 = 100 * 1024 * 1024;
+    let (server, port) = start_server(&[]);
+    let rss_before = vm_rss_kib(server.pid());
+
+    let flooder = connect(v4(port));
+    flooder
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut writer = flooder.try_clone().unwrap();
+    let (stalled_tx, stalled_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let pattern = Pattern::default();
+        let mut sent = 0u64;
+        let mut stalled = false;
+        while sent < TOTAL {
+            let len = PATTERN_CHUNK.min((TOTAL - sent) as usize);
+            match writer.write(pattern.at(sent, len)) {
+                Ok(n) => sent += n as u64,
+                Err(e) if !stalled && e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Nothing moved for 2 s: the server stopped reading from us.
+                    stalled = true;
+                    stalled_tx.send(sent).unwrap();
+                    go_rx.recv().unwrap();
+                    writer.set_write_timeout(Some(HANG_GUARD)).unwrap();
+                }
+                Err(e) => panic!("send failed after {sent} bytes: {e}"),
+            }
+        }
+        sent
+    });
+    let stalled_at = stalled_rx
+        .recv_timeout(HANG_GUARD)
+        .expect("the sender never stalled");
+    assert!(
+        stalled_at < TOTAL / 2,
+        "stalled only after {stalled_at} bytes"
+    );
+
+    // Meanwhile another client is served normally.
+    let mut other = connect(v6(port));
+    for i in 0..20 {
+        let message = format!("still here {i}\n");
+        assert_eq!(
+            round_trip(&mut other, message.as_bytes()),
+            message.as_bytes()
+        );
+    }
+    let rss_stalled = vm_rss_kib(server.pid());
+    assert!(
+        rss_stalled < rss_before + 16 * 1024,
+        "server RSS grew from {rss_before} KiB to {rss_stalled} KiB"
+    );
+
+    // Now read: every byte comes back, in order, and the rest of the 100 MiB flows.
+    let mut reader = flooder;
+    reader.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let pattern = Pattern::default();
+        let mut buf = vec![0u8; PATTERN_CHUNK];
+        let mut received = 0u64;
+        while received < TOTAL {
+            let n = reader.read(&mut buf).expect("read echo");
+            assert!(n > 0, "server closed after {received} bytes");
+            assert!(
+                buf[..n] == *pattern.at(received, n),
+                "echo differs near byte {received}"
+            );
+            received += n as u64;
+        }
+        received
+    });
+    go_tx.send(()).unwrap();
+    assert_eq!(sender.join().unwrap(), TOTAL);
+    assert_eq!(receiver.join().unwrap(), TOTAL);
+    let rss_after = vm_rss_kib(server.pid());
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "server RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert_eq!(round_trip(&mut other, b"bye\n"), b"bye\n");
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_while_existing_ones_work() {
+    let (server, port) = start_server(&["--max-connections", "2"]);
+    let mut first = connect(v4(port));
+    let mut second = connect(v6(port));
+    assert_eq!(round_trip(&mut first, b"1\n"), b"1\n");
+    assert_eq!(round_trip(&mut second, b"2\n"), b"2\n");
+
+    let mut third = connect(v4(port));
+    let third_port = third.local_addr().unwrap().port();
+    let _ = third.write_all(b"let me in\n");
+    let mut buf = [0u8; 16];
+    match third.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("third connection was served: {other:?}"),
+    }
+    let refusal = server
+        .wait_for(
+            &format!("Refused client 127.0.0.1 port {third_port}"),
+            LOG_WAIT,
+        )
+        .expect("refusal logged");
+    assert!(refusal.contains("--max-connections"), "{refusal}");
+
+    assert_eq!(round_trip(&mut first, b"still 1\n"), b"still 1\n");
+    assert_eq!(round_trip(&mut second, b"still 2\n"), b"still 2\n");
+
+    // A slot frees up when a client leaves.
+    let first_port = first.local_addr().unwrap().port();
+    drop(first);
+    server
+        .wait_for(
+            &format!("Client 127.0.0.1 port {first_port} disconnected"),
+            LOG_WAIT,
+        )
+        .expect("disconnect logged");
+    let mut fourth = connect(v4(port));
+    assert_eq!(round_trip(&mut fourth, b"4\n"), b"4\n");
+}
+
+#[test]
+fn abrupt_resets_do_not_disturb_other_clients() {
+    let (server, port) = start_server(&[]);
+    let mut steady = connect(v6(port));
+    for i in 0..10 {
+        let mut victim = connect(v4(port));
+        assert_eq!(round_trip(&mut victim, b"soon gone\n"), b"soon gone\n");
+        // Leave unread data in flight, then reset.
+        victim.write_all(&[b'x'; 50_000]).unwrap();
+        reset(victim);
+        let message = format!("steady {i}\n");
+        assert_eq!(
+            round_trip(&mut steady, message.as_bytes()),
+            message.as_bytes()
+        );
+    }
+    assert!(server
+        .wait_for_nth("Client 127.0.0.1 port", 10, LOG_WAIT)
+        .is_some());
+    assert!(!server.stderr_text().contains("panicked"));
+    let mut late = connect(v4(port));
+    assert_eq!(round_trip(&mut late, b"after\n"), b"after\n");
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_timeout() {
+    let (server, port) = start_server(&["--idle-timeout", "1s"]);
+    let mut idle = connect(v4(port));
+    assert_eq!(round_trip(&mut idle, b"hi\n"), b"hi\n");
+    let mut buf = [0u8; 8];
+    // The server closes the connection once it has been silent for a second.
+    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    let line = server
+        .wait_for("idle for", LOG_WAIT)
+        .expect("idle close logged");
+    assert!(line.contains("(3 bytes echoed"), "{line}");
+}
+
+#[test]
+fn sigterm_closes_connections_and_exits_cleanly() {
+    let (mut server, port) = start_server(&[]);
+    let mut client = connect(v4(port));
+    assert_eq!(round_trip(&mut client, b"x\n"), b"x\n");
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(LOG_WAIT).expect("server exited");
+    assert!(status.success(), "{status:?}");
+    let mut buf = [0u8; 8];
+    assert!(matches!(client.read(&mut buf), Ok(0) | Err(_)));
+    assert!(server.stderr_text().contains("server shutting down"));
+    assert!(server.stderr_text().contains("shutdown complete"));
+}
+
+#[test]
+fn v4_only_and_v6_only_hosts_are_reached_by_name_in_namespaces() {
+    let Some(client_ns) = Netns::try_new("ecli") else {
+        return;
+    };
+    let Some(host6) = Netns::try_new("e6") else {
+        return;
+    };
+    let Some(host4) = Netns::try_new("e4") else {
+        return;
+    };
+    // A dual-stack client host linked to an IPv6-only host and to an IPv4-only host.
+    client_ns.ip(&[
+        "link",
+        "add",
+        "vc6",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vs6",
+        "netns",
+        &host6.name,
+    ]);
+    client_ns.ip(&[
+        "link",
+        "add",
+        "vc4",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vs4",
+        "netns",
+        &host4.name,
+    ]);
+    client_ns.ip(&["addr", "add", "fd00:e0::1/64", "dev", "vc6", "nodad"]);
+    client_ns.ip(&["addr", "add", "10.200.0.1/24", "dev", "vc4"]);
+    client_ns.ip(&["link", "set", "vc6", "up"]);
+    client_ns.ip(&["link", "set", "vc4", "up"]);
+    host6.ip(&["addr", "add", "fd00:e0::2/64", "dev", "vs6", "nodad"]);
+    host6.ip(&["link", "set", "vs6", "up"]);
+    host4.ip(&["addr", "add", "10.200.0.2/24", "dev", "vs4"]);
+    host4.ip(&["link", "set", "vs4", "up"]);
+    client_ns.set_hosts(
+        "127.0.0.1 localhost\n::1 ip6-localhost\nfd00:e0::2 server6\n10.200.0.2 server4\n",
+    );
+
+    let server_bin = bin_path("echo-server");
+    let server_bin = server_bin.to_str().unwrap();
+    let server6 = Proc::spawn(
+        "echo-server",
+        host6.command(server_bin, &["--port", "8007"]),
+    );
+    let server4 = Proc::spawn(
+        "echo-server",
+        host4.command(server_bin, &["--port", "8007"]),
+    );
+    server6.listening_port();
+    server4.listening_port();
+
+    let client_bin = bin_path("echo-client");
+    let client_bin = client_bin.to_str().unwrap();
+    for (name, shown, family, server, client_addr) in [
+        ("server6", "fd00:e0::2", "IPv6", &server6, "fd00:e0::1"),
+        ("server4", "10.200.0.2", "IPv4", &server4, "10.200.0.1"),
+    ] {
+        let cmd = client_ns.command(client_bin, &[name, "--port", "8007"]);
+        let out = run_with_input(cmd, b"across the veth\n", HANG_GUARD);
+        assert!(out.status.success(), "{name}: {}", stderr_of(&out));
+        assert_eq!(out.stdout, b"across the veth\n");
+        assert!(
+            stderr_of(&out).contains(&format!(
+                "Connected to {name} at {shown} port 8007 ({family})"
+            )),
+            "{}",
+            stderr_of(&out)
+        );
+        let needle = format!("New client connected: {client_addr} port");
+        assert!(
+            server.wait_for(&needle, LOG_WAIT).is_some(),
+            "{name}: missing {needle:?} in:\n{}",
+            server.stderr_text()
+        );
+        // UDP reaches the same host by the same name.
+        let cmd = client_ns.command(
+            client_bin,
+            &[
+                name,
+                "--port",
+                "8007",
+                "--udp",
+                "--count",
+                "2",
+                "--interval",
+                "50ms",
+                "--json",
+            ],
+        );
+        let out = run_with_input(cmd, b"", HANG_GUARD);
+        assert!(out.status.success(), "{name} udp: {}", stderr_of(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["received"], 2);
+    }
+    // The families really are separate: -4 to the IPv6-only host fails with one clear line.
+    let out = run_with_input(
+        client_ns.command(client_bin, &["server6", "--port", "8007", "-4"]),
+        b"x\n",
+        HANG_GUARD,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("no IPv4 address"),
+        "{}",
+        stderr_of(&out)
+    );
+}
