@@ -1,0 +1,376 @@
+//! The client's half of the consistency protocol, as a pure state machine.
+//!
+//! This is the ot.js / Jupiter client: the local text is the server's revision plus, on
+//! top, at most one change in flight (sent, not yet acknowledged) and one buffer (every
+//! later local edit composed into a single operation). Local edits apply at once; a remote
+//! change is transformed against the in-flight change and then the buffer before it is
+//! applied, so local typing never waits for the network.
+//!
+//! No I/O and no clock: the caller feeds it server messages and local edits, and sends the
+//! [`ClientMsg`]s it returns. After a reconnect, [`SyncClient::join`] asks for just the
+//! missed changes; a change that was in flight is recognised in the catch-up if it was
+//! committed (by author id and sequence number) and resent otherwise, so nothing typed is
+//! lost or applied twice.
+
+use std::collections::BTreeMap;
+
+use ropey::Rope;
+
+use crate::ot::{transform, OtError, TextOperation};
+use crate::presence::{Participant, Selection};
+use crate::protocol::{author_id, ClientMsg, ErrorCode, RemoteChange, ServerMsg};
+
+/// Something the caller must do or may show after feeding the state machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Send this to the server.
+    Send(ClientMsg),
+    /// The whole text was replaced by a server snapshot. `discarded` is true when local
+    /// edits that the server never acknowledged could not be carried over (the server no
+    /// longer held the history they were based on).
+    Reset { discarded: bool },
+    /// A remote change, already transformed into local coordinates, was applied.
+    RemoteEdit { author: u64, op: TextOperation },
+    /// Our change was committed as `revision`.
+    Acked { revision: u64 },
+    /// The participant list or someone's selection changed.
+    Participants,
+    /// The server refused something and is closing the connection.
+    Error { code: ErrorCode, reason: String },
+}
+
+/// The server broke the protocol's ordering rules, or a local edit does not fit the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("expected revision {expected} from the server, got {got}")]
+    OutOfOrder { expected: u64, got: u64 },
+    #[error("no document yet: wait for the server's snapshot")]
+    NotReady,
+    #[error(transparent)]
+    Ot(#[from] OtError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Disconnected,
+    /// Join sent, waiting for the snapshot or catch-up.
+    Joining,
+    Joined,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    seq: u64,
+    op: TextOperation,
+}
+
+/// One client's view of one document.
+#[derive(Debug)]
+pub struct SyncClient {
+    key: u64,
+    you: u64,
+    revision: Option<u64>,
+    text: Rope,
+    next_seq: u64,
+    inflight: Option<InFlight>,
+    buffer: Option<TextOperation>,
+    link: Link,
+    participants: BTreeMap<u64, Participant>,
+    selection: Option<Selection>,
+    presence_dirty: bool,
+}
+
+impl SyncClient {
+    /// A client identified by secret `key` (use [`crate::protocol::random_key`] once per run).
+    pub fn new(key: u64) -> Self {
+        SyncClient {
+            key,
+            you: author_id(key),
+            revision: None,
+            text: Rope::new(),
+            next_seq: 1,
+            inflight: None,
+            buffer: None,
+            link: Link::Disconnected,
+            participants: BTreeMap::new(),
+            selection: None,
+            presence_dirty: false,
+        }
+    }
+
+    /// The local text: server revision plus unacknowledged local edits.
+    pub fn text(&self) -> &Rope {
+        &self.text
+    }
+
+    /// The last server revision incorporated (None before the first snapshot).
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    /// Our public id (as others see us in `Remote.author` and presence).
+    pub fn id(&self) -> u64 {
+        self.you
+    }
+
+    /// True while some local edit has not been acknowledged.
+    pub fn has_pending(&self) -> bool {
+        self.inflight.is_some() || self.buffer.is_some()
+    }
+
+    /// True between a snapshot/catch-up and the next disconnect.
+    pub fn is_joined(&self) -> bool {
+        self.link == Link::Joined
+    }
+
+    /// Other participants, their selections in local coordinates.
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+
+    pub fn selection(&self) -> Option<Selection> {
+        self.selection
+    }
+
+    /// The message that starts (or restarts, after a reconnect) a session.
+    pub fn join(&mut self, document: &str, name: &str) -> ClientMsg {
+        self.link = Link::Joining;
+        ClientMsg::Join {
+            document: document.to_owned(),
+            name: name.to_owned(),
+            key: self.key,
+            known_revision: self.revision,
+        }
+    }
+
+    /// The connection dropped. Local edits are kept; [`join`](Self::join) again.
+    pub fn disconnected(&mut self) {
+        self.link = Link::Disconnected;
+        self.participants.clear();
+    }
+
+    /// Applies a local edit; returns the message to send, if one should go now.
+    pub fn edit(&mut self, op: TextOperation) -> Result<Option<ClientMsg>, SyncError> {
+        if self.revision.is_none() {
+            return Err(SyncError::NotReady);
+        }
+        op.apply(&mut self.text)?;
+        if let Some(sel) = self.selection {
+            self.selection = Some(sel.transform(&op, true));
+        }
+        for p in self.participants.values_mut() {
+            p.transform(&op);
+        }
+        self.buffer = Some(match self.buffer.take() {
+            Some(buffer) => buffer.compose(&op)?,
+            None => op,
+        });
+        Ok(self.flush())
+    }
+
+    /// Inserts `text` at character `pos` of the local text.
+    pub fn insert(&mut self, pos: usize, text: &str) -> Result<Option<ClientMsg>, SyncError> {
+        let op = TextOperation::splice(self.text.len_chars(), pos, 0, text)?;
+        self.edit(op)
+    }
+
+    /// Deletes `len` characters at `pos` of the local text.
+    pub fn delete(&mut self, pos: usize, len: usize) -> Result<Option<ClientMsg>, SyncError> {
+        let op = TextOperation::splice(self.text.len_chars(), pos, len, "")?;
+        self.edit(op)
+    }
+
+    /// Sets our selection; returns a presence message when it can be sent now (otherwise
+    /// it goes out once every local edit is acknowledged).
+    pub fn set_selection(&mut self, selection: Option<Selection>) -> Option<ClientMsg> {
+        self.selection = selection;
+        self.presence_dirty = true;
+        self.presence_msg()
+    }
+
+    /// Feeds one server message.
+    pub fn receive(&mut self, msg: ServerMsg) -> Result<Vec<Event>, SyncError> {
+        let mut events = Vec::new();
+        match msg {
+            ServerMsg::Snapshot {
+                you,
+                revision,
+                text,
+                participants,
+            } => {
+                let discarded = self.has_pending();
+                self.you = you;
+                self.text = Rope::from_str(&text);
+                self.revision = Some(revision);
+                self.inflight = None;
+                self.buffer = None;
+                self.set_participants(participants);
+                self.selection = self.selection.map(|s| s.clamp(self.text.len_chars()));
+                self.link = Link::Joined;
+                events.push(Event::Reset { discarded });
+                events.push(Event::Participants);
+                self.presence_dirty |= self.selection.is_some();
+                self.after_join(&mut events);
+            }
+            ServerMsg::Catchup {
+                you,
+                changes,
+                participants,
+            } => {
+                self.you = you;
+                for change in changes {
+                    self.remote(change, &mut events)?;
+                }
+                self.set_participants(participants);
+                self.link = Link::Joined;
+                events.push(Event::Participants);
+                self.after_join(&mut events);
+            }
+            ServerMsg::Ack { revision, seq } => {
+                if self.inflight.as_ref().is_some_and(|f| f.seq == seq) {
+                    self.acked(revision, &mut events);
+                }
+            }
+            ServerMsg::Remote(change) => self.remote(change, &mut events)?,
+            ServerMsg::Presence(mut p) => {
+                if p.id != self.you {
+                    if let Some(sel) = p.selection {
+                        p.selection = Some(self.to_local(sel));
+                    }
+                    self.participants.insert(p.id, p);
+                    events.push(Event::Participants);
+                }
+            }
+            ServerMsg::Left { id } => {
+                self.participants.remove(&id);
+                events.push(Event::Participants);
+            }
+            ServerMsg::Error { code, reason } => events.push(Event::Error { code, reason }),
+        }
+        Ok(events)
+    }
+
+    fn after_join(&mut self, events: &mut Vec<Event>) {
+        if let (Some(f), Some(revision)) = (&self.inflight, self.revision) {
+            // Not in the catch-up, so never committed: send it again on the new base.
+            events.push(Event::Send(ClientMsg::Change {
+                base_revision: revision,
+                seq: f.seq,
+                op: f.op.clone(),
+            }));
+        } else if let Some(msg) = self.flush() {
+            events.push(Event::Send(msg));
+        }
+        if let Some(msg) = self.presence_msg() {
+            events.push(Event::Send(msg));
+        }
+    }
+
+    fn acked(&mut self, revision: u64, events: &mut Vec<Event>) {
+        self.inflight = None;
+        self.revision = Some(revision);
+        events.push(Event::Acked { revision });
+        if let Some(msg) = self.flush() {
+            events.push(Event::Send(msg));
+        }
+        if let Some(msg) = self.presence_msg() {
+            events.push(Event::Send(msg));
+        }
+    }
+
+    fn remote(&mut self, change: RemoteChange, events: &mut Vec<Event>) -> Result<(), SyncError> {
+        let expected = self.revision.map_or(0, |r| r + 1);
+        if change.revision != expected {
+            return Err(SyncError::OutOfOrder {
+                expected,
+                got: change.revision,
+            });
+        }
+        if change.author == self.you && self.inflight.as_ref().is_some_and(|f| f.seq == change.seq)
+        {
+            // Our own change, committed while we were away: it is an acknowledgement.
+            self.acked(change.revision, events);
+            return Ok(());
+        }
+        // Our change goes first at a tie when our id is lower, as on the server.
+        let ours_first = self.you < change.author;
+        let mut op = change.op;
+        if let Some(f) = self.inflight.as_mut() {
+            let (mine, theirs) = transform(&f.op, &op, ours_first)?;
+            f.op = mine;
+            op = theirs;
+        }
+        if let Some(buffer) = self.buffer.take() {
+            let (mine, theirs) = transform(&buffer, &op, ours_first)?;
+            self.buffer = Some(mine);
+            op = theirs;
+        }
+        op.apply(&mut self.text)?;
+        self.revision = Some(change.revision);
+        if let Some(sel) = self.selection {
+            self.selection = Some(sel.transform(&op, false));
+        }
+        for p in self.participants.values_mut() {
+            p.transform(&op);
+        }
+        events.push(Event::RemoteEdit {
+            author: change.author,
+            op,
+        });
+        Ok(())
+    }
+
+    /// Sends the buffer when nothing is in flight and we are joined.
+    fn flush(&mut self) -> Option<ClientMsg> {
+        if self.link != Link::Joined || self.inflight.is_some() {
+            return None;
+        }
+        let op = self.buffer.take()?;
+        let base_revision = self.revision?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inflight = Some(InFlight {
+            seq,
+            op: op.clone(),
+        });
+        Some(ClientMsg::Change {
+            base_revision,
+            seq,
+            op,
+        })
+    }
+
+    fn presence_msg(&mut self) -> Option<ClientMsg> {
+        if !self.presence_dirty || self.link != Link::Joined || self.has_pending() {
+            return None;
+        }
+        self.presence_dirty = false;
+        Some(ClientMsg::Presence {
+            base_revision: self.revision?,
+            selection: self.selection,
+        })
+    }
+
+    /// Server coordinates (at our revision) to local ones (after our pending edits).
+    fn to_local(&self, sel: Selection) -> Selection {
+        let mut sel = sel;
+        if let Some(f) = &self.inflight {
+            sel = sel.clamp(f.op.base_len()).transform(&f.op, true);
+        }
+        if let Some(b) = &self.buffer {
+            sel = sel.clamp(b.base_len()).transform(b, true);
+        }
+        sel.clamp(self.text.len_chars())
+    }
+
+    fn set_participants(&mut self, list: Vec<Participant>) {
+        self.participants.clear();
+        for mut p in list {
+            if p.id == self.you {
+                continue;
+            }
+            p.selection = p.selection.map(|s| self.to_local(s));
+            self.participants.insert(p.id, p);
+        }
+    }
+}
