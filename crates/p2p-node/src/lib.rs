@@ -1,4 +1,17 @@
 //! Peer-to-peer cluster: leader election, file index and swarm downloads.
 //!
-//! The logic lives in this library, one module per concept; the binaries under `src/bin/`
-//! only parse flags, set up logging and call in here.
+//! The logic lives in this library, one module per concept; the binary under `src/bin/`
+//! only parses flags, sets up logging and calls [`node::run`].
+//!
+//! * [`config`]: the cluster (ids and addresses), from flags or a TOML file.
+//! * [`protocol`]: the messages nodes exchange, and the wire protocol's name and version.
+//! * [`election`]: the Bully election as a pure state machine (no I/O, no clock).
+//! * [`peers`]: links to other nodes: dial, accept, handshake, refuse, close.
+//! * [`index`]: scanning `--dir`, hashing files (cached), the cluster index and its log.
+//! * [`console`]: the stdin commands.
+//! * [`node`]: wires them together in one event loop.
+
+pub mod config;
+pub mod election;
+pub mod index;
+pub mod protocol;

@@ -1,0 +1,380 @@
+//! File indexes: this node's shared directory, and the leader's view of the whole cluster.
+//!
+//! [`LocalIndex`] scans `--dir` (regular files directly inside it; a symlink counts only
+//! when it resolves to a regular file inside the directory) and hashes each file with
+//! BLAKE3. Hashes are cached by (size, mtime), so an unchanged file is read once; a file
+//! modified within the last second is not trusted to the cache (a second write in the same
+//! mtime tick would go unnoticed), so it is hashed again on the next scan.
+//!
+//! [`ClusterIndex`] is the leader's value: node id → files. [`ClusterIndex::render`] is the
+//! `Peer_files.log` text and [`write_atomic`] writes it (temp file, fsync, rename, fsync of
+//! the directory), so a reader sees either the old or the new log, never half of one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::election::{NodeId, Term};
+use crate::protocol::{is_safe_name, ContentHash, FileEntry, NodeFiles, MAX_FILES};
+
+/// Hashes a whole file with BLAKE3.
+pub fn hash_file(path: &Path) -> io::Result<ContentHash> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(File::open(path)?)?;
+    Ok(ContentHash(*hasher.finalize().as_bytes()))
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    size: u64,
+    mtime: SystemTime,
+    hash: ContentHash,
+    /// False when the file was modified so recently that a later write could keep its mtime.
+    trusted: bool,
+}
+
+/// This node's shared directory and the hash cache. Scanning does blocking file I/O: run it
+/// on a blocking thread (`spawn_blocking`).
+#[derive(Debug)]
+pub struct LocalIndex {
+    dir: PathBuf,
+    cache: HashMap<String, Cached>,
+    /// Files hashed by the last scan (for tests and logs: proves the cache works).
+    pub last_hashed: usize,
+}
+
+impl LocalIndex {
+    pub fn new(dir: PathBuf) -> Self {
+        LocalIndex {
+            dir,
+            cache: HashMap::new(),
+            last_hashed: 0,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the shared files, sorted by name, at most [`MAX_FILES`]. Files that vanish or
+    /// cannot be read mid-scan are skipped (the next scan sees them again).
+    pub fn scan(&mut self) -> io::Result<Vec<FileEntry>> {
+        let started = SystemTime::now();
+        let root = fs::canonicalize(&self.dir)?;
+        let mut found: Vec<(String, PathBuf, fs::Metadata)> = Vec::new();
+        for entry in fs::read_dir(&root)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::debug!("skipping a file whose name is not UTF-8");
+                continue;
+            };
+            if !is_safe_name(&name) {
+                continue;
+            }
+            if let Some(meta) = shareable(&root, &entry.path()) {
+                found.push((name, entry.path(), meta));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        if found.len() > MAX_FILES {
+            tracing::warn!(
+                "{} has {} files; sharing the first {MAX_FILES} by name",
+                self.dir.display(),
+                found.len()
+            );
+            found.truncate(MAX_FILES);
+        }
+        let mut files = Vec::with_capacity(found.len());
+        let mut cache = HashMap::with_capacity(found.len());
+        self.last_hashed = 0;
+        for (name, path, meta) in found {
+            let size = meta.len();
+            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            let hit = self
+                .cache
+                .remove(&name)
+                .filter(|c| c.trusted && c.size == size && c.mtime == mtime);
+            let cached = match hit {
+                Some(c) => c,
+                None => {
+                    let Ok(hash) = hash_file(&path) else { continue };
+                    self.last_hashed += 1;
+                    let age = started.duration_since(mtime).unwrap_or(Duration::ZERO);
+                    Cached {
+                        size,
+                        mtime,
+                        hash,
+                        trusted: age > Duration::from_secs(1),
+                    }
+                }
+            };
+            files.push(FileEntry {
+                name: name.clone(),
+                size: cached.size,
+                hash: cached.hash,
+            });
+            cache.insert(name, cached);
+        }
+        self.cache = cache;
+        Ok(files)
+    }
+}
+
+/// The metadata of `path` if it is a regular file inside `root` (symlinks resolved, and
+/// refused when they point outside `root`).
+fn shareable(root: &Path, path: &Path) -> Option<fs::Metadata> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if meta.file_type().is_file() {
+        return Some(meta);
+    }
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = fs::canonicalize(path).ok()?;
+    if !target.starts_with(root) {
+        return None;
+    }
+    let meta = fs::metadata(&target).ok()?;
+    meta.is_file().then_some(meta)
+}
+
+/// The leader's cluster index: which node holds which files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterIndex {
+    pub leader: NodeId,
+    pub term: Term,
+    nodes: BTreeMap<NodeId, Vec<FileEntry>>,
+}
+
+impl ClusterIndex {
+    pub fn new(leader: NodeId, term: Term) -> Self {
+        ClusterIndex {
+            leader,
+            term,
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Records `node`'s list; true when it changed anything.
+    pub fn set(&mut self, node: NodeId, files: Vec<FileEntry>) -> bool {
+        self.nodes.insert(node, files.clone()) != Some(files)
+    }
+
+    /// Drops a node (found dead); true when it was there.
+    pub fn remove(&mut self, node: NodeId) -> bool {
+        self.nodes.remove(&node).is_some()
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    pub fn files_of(&self, node: NodeId) -> Option<&[FileEntry]> {
+        self.nodes.get(&node).map(Vec::as_slice)
+    }
+
+    /// Every node holding a file called `name`, with its entry (sizes and hashes may differ
+    /// between holders: same name, different content).
+    pub fn holders(&self, name: &str) -> Vec<(NodeId, &FileEntry)> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, files)| files.iter().find(|f| f.name == name).map(|f| (id, f)))
+            .collect()
+    }
+
+    /// As sent to followers: at most [`MAX_FILES`] entries in all; true when some were cut.
+    pub fn to_wire(&self) -> (Vec<NodeFiles>, bool) {
+        let mut budget = MAX_FILES;
+        let mut truncated = false;
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(&id, files)| {
+                let take = files.len().min(budget);
+                truncated |= take < files.len();
+                budget -= take;
+                NodeFiles {
+                    id,
+                    files: files[..take].to_vec(),
+                }
+            })
+            .collect();
+        (nodes, truncated)
+    }
+
+    /// Rebuilds an index received from the leader.
+    pub fn from_wire(leader: NodeId, term: Term, nodes: Vec<NodeFiles>) -> Self {
+        ClusterIndex {
+            leader,
+            term,
+            nodes: nodes.into_iter().map(|n| (n.id, n.files)).collect(),
+        }
+    }
+
+    /// The `Peer_files.log` text: the leader first, then the others by id.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let order = self
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&id| id == self.leader)
+            .chain(self.nodes.keys().copied().filter(|&id| id != self.leader));
+        for id in order {
+            if id == self.leader {
+                let _ = writeln!(out, "Leader Node {id} files:");
+            } else {
+                let _ = writeln!(out, "Node {id} files:");
+            }
+            let files = self.nodes.get(&id).map(Vec::as_slice).unwrap_or_default();
+            if files.is_empty() {
+                out.push_str("  (no files)\n");
+            }
+            for f in files {
+                let _ = writeln!(out, "  {} ({} bytes, blake3 {})", f.name, f.size, f.hash);
+            }
+        }
+        out
+    }
+}
+
+/// Writes `contents` to `path` atomically and durably: a temp file beside it (named by
+/// `tag` so several processes sharing a log path never share a temp file), fsync, rename
+/// over `path`, fsync of the directory.
+pub fn write_atomic(path: &Path, contents: &[u8], tag: &str) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "log path has no file name"))?;
+    let mut temp_name = file_name.to_os_string();
+    temp_name.push(format!(".{tag}.tmp"));
+    let temp = dir.join(temp_name);
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry(name: &str, size: u64) -> FileEntry {
+        FileEntry {
+            name: name.into(),
+            size,
+            hash: ContentHash([size as u8; 32]),
+        }
+    }
+
+    #[test]
+    fn scan_lists_regular_files_with_size_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("b.txt"), b"hello").unwrap();
+        fs::write(dir.path().join("a b ü.bin"), b"").unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub").join("hidden"), b"x").unwrap();
+        let mut index = LocalIndex::new(dir.path().to_owned());
+        let files = index.scan().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["a b ü.bin", "b.txt"]);
+        assert_eq!(files[1].size, 5);
+        assert_eq!(files[1].hash.0, *blake3::hash(b"hello").as_bytes());
+    }
+
+    #[test]
+    fn symlinks_leaving_the_directory_are_ignored() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("real"), b"r").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("in")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("dangling")).unwrap();
+        let files = LocalIndex::new(dir.path().to_owned()).scan().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["in", "real"]);
+    }
+
+    #[test]
+    fn unchanged_old_files_are_not_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"one").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let mut index = LocalIndex::new(dir.path().to_owned());
+        index.scan().unwrap();
+        assert_eq!(index.last_hashed, 1);
+        index.scan().unwrap();
+        assert_eq!(index.last_hashed, 0);
+        fs::write(&path, b"two!").unwrap();
+        let files = index.scan().unwrap();
+        assert_eq!(index.last_hashed, 1);
+        assert_eq!(files[0].size, 4);
+        // Freshly modified: hashed again until its mtime is safely in the past.
+        index.scan().unwrap();
+        assert_eq!(index.last_hashed, 1);
+    }
+
+    #[test]
+    fn render_lists_the_leader_first() {
+        let mut index = ClusterIndex::new(2, 4);
+        assert!(index.set(3, vec![entry("c", 3)]));
+        assert!(index.set(2, vec![entry("a", 1), entry("b", 2)]));
+        assert!(index.set(1, vec![]));
+        assert!(!index.set(1, vec![]));
+        let text = index.render();
+        let expected_start = "Leader Node 2 files:\n  a (1 bytes, blake3 0101";
+        assert!(text.starts_with(expected_start), "{text}");
+        let node1 = text.find("Node 1 files:\n  (no files)\n").unwrap();
+        let node3 = text.find("Node 3 files:\n  c (3 bytes").unwrap();
+        assert!(node1 < node3);
+        assert!(index.remove(3));
+        assert!(!index.render().contains("Node 3"));
+        assert_eq!(index.holders("a").len(), 1);
+    }
+
+    #[test]
+    fn wire_form_is_bounded() {
+        let mut index = ClusterIndex::new(1, 3);
+        index.set(1, vec![entry("a", 1); MAX_FILES]);
+        index.set(2, vec![entry("b", 1); 5]);
+        let (nodes, truncated) = index.to_wire();
+        assert!(truncated);
+        assert_eq!(
+            nodes.iter().map(|n| n.files.len()).sum::<usize>(),
+            MAX_FILES
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Peer_files.log");
+        write_atomic(&path, b"first", "n1").unwrap();
+        write_atomic(&path, b"second", "n1").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+    }
+}
