@@ -210,6 +210,11 @@ impl Election {
         self.term
     }
 
+    /// The highest term seen anywhere (sent in `Hello` so a peer learns it on connect).
+    pub fn max_term(&self) -> Term {
+        self.max_term
+    }
+
     /// The leader this node follows or is, if any.
     pub fn leader(&self) -> Option<NodeId> {
         match self.role {

@@ -12,6 +12,9 @@
 //! * [`node`]: wires them together in one event loop.
 
 pub mod config;
+pub mod console;
 pub mod election;
 pub mod index;
+pub mod node;
+pub mod peers;
 pub mod protocol;

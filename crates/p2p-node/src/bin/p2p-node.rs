@@ -1,15 +1,112 @@
-//! `p2p-node`: placeholder until its issue lands; it already parses `--help`.
+//! `p2p-node`: one node of the peer-to-peer cluster. Parses flags, sets up logging, runs
+//! [`p2p_node::node::run`] until Ctrl-C, SIGTERM or `quit`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use p2p_node::config::{Cluster, NodeConfig};
+use p2p_node::election::{NodeId, Timing};
 
-/// Peer-to-peer cluster: leader election, file index and swarm downloads.
+/// One node of a peer-to-peer cluster: elects the lowest live id as leader (Bully), keeps
+/// a star of links to it, and shares the files of its directory in the leader's index
+/// (written to Peer_files.log). Commands on stdin: leader, peers, files, get NAME, quit.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// This node's id; must be one of the cluster's ids.
+    #[arg(long)]
+    id: NodeId,
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
+    /// TOML file listing every node: [[node]] tables with `id = 1` and
+    /// `addr = "127.0.0.1:9001"`. Without it and without --peer, the cluster is ids 1, 2, 3
+    /// at 127.0.0.1:9001, 9002, 9003.
+    #[arg(long, value_name = "FILE", conflicts_with = "peer")]
+    cluster: Option<PathBuf>,
+
+    /// A node of the cluster as ID=HOST:PORT (IPv4, [IPv6] or a host name); repeat once per
+    /// node, this one included.
+    #[arg(long, value_name = "ID=HOST:PORT")]
+    peer: Vec<String>,
+
+    /// Address to listen on (e.g. 0.0.0.0:9001 or [::]:9001); default: this node's address
+    /// in the cluster.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+
+    /// Directory whose files this node shares (created if missing); default ./NodeN.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// File the leader rewrites with the cluster's file index.
+    #[arg(long, value_name = "FILE", default_value = "Peer_files.log")]
+    index_log: PathBuf,
+
+    /// Leader heartbeat interval, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    heartbeat_ms: u64,
+
+    /// Silence after which a leader (or follower) is presumed dead, in milliseconds. Closed
+    /// connections are noticed at once; this is for silent failures only.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    failure_timeout_ms: u64,
+
+    /// How often the directory is rescanned for changes, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    rescan_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     netutil::init_logging();
-    tracing::warn!("p2p-node is not implemented yet");
+    let cluster = match (&args.cluster, args.peer.is_empty()) {
+        (Some(path), _) => Cluster::load(path)?,
+        (None, false) => Cluster::from_peers(&args.peer)?,
+        (None, true) => Cluster::default_cluster(),
+    };
+    let own = cluster.require(args.id)?;
+    let listen = args
+        .listen
+        .as_deref()
+        .map(|l| netutil::parse_bind_addr(l, own.port))
+        .transpose()
+        .context("--listen")?;
+    let failure_timeout = Duration::from_millis(args.failure_timeout_ms.max(1));
+    let heartbeat = Duration::from_millis(args.heartbeat_ms.max(1));
+    let timing = Timing {
+        heartbeat,
+        failure_timeout,
+        // A live node answers within milliseconds; a quarter of the failure timeout leaves
+        // room for a loaded machine while keeping silent failover near timeout + 250 ms.
+        alive_timeout: failure_timeout / 4,
+        coordinator_timeout: failure_timeout,
+    };
+    let config = NodeConfig {
+        id: args.id,
+        dir: args
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("Node{}", args.id))),
+        cluster,
+        listen: listen.map(|a: SocketAddr| a),
+        index_log: args.index_log,
+        timing,
+        rescan: Duration::from_millis(args.rescan_ms.max(10)),
+    };
+    config.validate()?;
+    let shutdown = netutil::Shutdown::new();
+    let node = tokio::spawn(p2p_node::node::run(config, shutdown.clone()));
+    tokio::select! {
+        _ = netutil::shutdown_signal() => {}
+        _ = shutdown.triggered() => {}
+    }
+    shutdown.drain(Duration::from_secs(2)).await;
+    match node.await {
+        Ok(result) => result?,
+        Err(e) => anyhow::bail!("node task failed: {e}"),
+    }
     Ok(())
 }

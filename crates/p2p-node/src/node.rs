@@ -1,0 +1,538 @@
+//! The node: one event loop that owns the election state machine, the link registry, the
+//! local file list and (when leading) the cluster index, and wires them together.
+//!
+//! Inputs: link events from [`peers`](crate::peers), the listener, the election's next
+//! deadline, directory scans, console commands. Each input goes through the election state
+//! machine; its actions (send, keep only the leader's link, dial everyone, drop a dead
+//! follower) are carried out here, and may feed further inputs (a closed link is a
+//! `Disconnected`), processed in order from a work queue. Nothing in the loop blocks:
+//! hashing and log writing run on their own tasks.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use netutil::{NetError, Shutdown};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::console::{self, Command, Request};
+use crate::election::{Action, Election, Input, NodeId, Role};
+use crate::index::{write_atomic, ClusterIndex, LocalIndex};
+use crate::peers::{PeerEvent, Peers, Verdict};
+use crate::protocol::{validate_files, FileEntry, Message, MAX_NODES};
+
+/// Link events queued for the event loop before link readers wait (backpressure).
+const EVENT_QUEUE: usize = 4096;
+/// How often a leader redials missing nodes (each also has its own backoff).
+const MAINTENANCE: Duration = Duration::from_millis(100);
+/// Console `files` requests waiting for the leader's answer at once.
+const MAX_FILES_WAITERS: usize = 16;
+
+/// Why the node could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("cannot use directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs a node until `shutdown` is triggered (signal, or `quit` on the console).
+pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError> {
+    let me = config.id;
+    let own = config.cluster.require(me)?.clone();
+    std::fs::create_dir_all(&config.dir).map_err(|source| NodeError::Dir {
+        path: config.dir.clone(),
+        source,
+    })?;
+    let listen: Vec<SocketAddr> = match config.listen {
+        Some(addr) => vec![addr],
+        None => match own.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, own.port)],
+            Err(_) => Vec::new(),
+        },
+    };
+    let mut listener = netutil::bind_tcp(&listen, own.port)?;
+    tracing::info!(
+        "Node {me} started: cluster ids {:?}, sharing {}, index log {}",
+        config.cluster.ids(),
+        config.dir.display(),
+        config.index_log.display()
+    );
+
+    let token = shutdown.token();
+    let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
+    let (files_tx, mut files_rx) = mpsc::channel(4);
+    let (console_tx, mut console_rx) = mpsc::channel::<Request>(4);
+    let (log_tx, log_rx) = watch::channel(None);
+
+    shutdown.spawn(scan_loop(
+        LocalIndex::new(config.dir.clone()),
+        config.rescan,
+        files_tx,
+        token.clone(),
+    ));
+    shutdown.spawn(log_writer(
+        config.index_log.clone(),
+        format!("node{me}-{}", std::process::id()),
+        log_rx,
+        token.clone(),
+    ));
+    shutdown.spawn(console::run(console_tx, token.clone()));
+
+    let peers = Peers::new(
+        me,
+        config.cluster.clone(),
+        peer_tx,
+        token.clone(),
+        shutdown.tracker().clone(),
+    );
+    let mut node = Node {
+        me,
+        election: Election::new(me, &config.cluster.ids(), config.timing),
+        peers,
+        local_files: None,
+        index: None,
+        log_tx,
+        files_waiters: Vec::new(),
+        shutdown: shutdown.clone(),
+    };
+    node.input(Input::Start);
+
+    let mut maintenance = tokio::time::interval(MAINTENANCE);
+    maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let deadline = node
+            .election
+            .next_deadline()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => node.input(Input::Tick),
+            Some(event) = peer_rx.recv() => node.on_peer_event(event),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => node.peers.accept(stream, addr),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(files) = files_rx.recv() => node.on_local_files(files),
+            Some((command, reply)) = console_rx.recv() => node.on_console(command, reply),
+            _ = maintenance.tick() => {
+                let term = node.election.max_term();
+                node.peers.maintain(Instant::now(), term);
+            }
+        }
+    }
+    node.peers.close_all();
+    Ok(())
+}
+
+struct Node {
+    me: NodeId,
+    election: Election,
+    peers: Peers,
+    /// This node's files, once the first scan finished.
+    local_files: Option<Vec<FileEntry>>,
+    /// The cluster index, while this node leads.
+    index: Option<ClusterIndex>,
+    log_tx: watch::Sender<Option<String>>,
+    /// Console `files` requests waiting for the leader's `Index`.
+    files_waiters: Vec<oneshot::Sender<String>>,
+    shutdown: Shutdown,
+}
+
+impl Node {
+    /// Runs `first` and every input its actions cause through the election.
+    fn input(&mut self, first: Input) {
+        let mut work = VecDeque::from([first]);
+        while let Some(input) = work.pop_front() {
+            let actions = self.election.handle(Instant::now(), input);
+            for action in actions {
+                self.apply(action, &mut work);
+            }
+        }
+    }
+
+    fn apply(&mut self, action: Action, work: &mut VecDeque<Input>) {
+        let me = self.me;
+        match action {
+            Action::Send { to, msg } => {
+                let term = self.election.max_term();
+                if self.peers.send(to, Message::Bully(msg), term) {
+                    self.link_gone(to, "it stopped reading", work);
+                }
+            }
+            Action::LeaderElected { leader, term } => {
+                tracing::info!("Leader elected: Node {leader} (term {term})");
+                if leader == me {
+                    let mut index = ClusterIndex::new(me, term);
+                    if let Some(files) = &self.local_files {
+                        index.set(me, files.clone());
+                    }
+                    self.index = Some(index);
+                    self.publish_index();
+                } else {
+                    self.index = None;
+                    self.report_files();
+                }
+            }
+            Action::LeaderLost { leader, reason } => {
+                tracing::warn!(
+                    "Node {me} lost its leader Node {leader}: {reason}; starting an election"
+                );
+            }
+            Action::KeepOnly { leader } => {
+                for peer in self.peers.keep_only(leader) {
+                    self.link_gone(peer, "only the link to the leader stays", work);
+                }
+            }
+            Action::DialAll => {
+                self.peers.set_dial_all(true);
+                let term = self.election.max_term();
+                self.peers.maintain(Instant::now(), term);
+            }
+            Action::PeerDead { peer } => {
+                tracing::warn!(
+                    "Node {peer} sent nothing for {:?}; presuming it dead",
+                    self.election.timing().failure_timeout
+                );
+                if self.peers.close(peer) {
+                    self.link_gone(peer, "silent past the failure timeout", work);
+                } else {
+                    self.drop_from_index(peer);
+                }
+            }
+        }
+    }
+
+    /// A link closed (by either side): tell the election, drop the node's files.
+    fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
+        tracing::info!("Node {} disconnected from Node {peer}. ({reason})", self.me);
+        work.push_back(Input::Disconnected { peer });
+        self.drop_from_index(peer);
+    }
+
+    fn drop_from_index(&mut self, peer: NodeId) {
+        if let Some(index) = &mut self.index {
+            if index.remove(peer) {
+                self.publish_index();
+            }
+        }
+    }
+
+    fn publish_index(&mut self) {
+        if let Some(index) = &self.index {
+            self.log_tx.send_replace(Some(index.render()));
+        }
+    }
+
+    /// A follower sends its file list to its leader.
+    fn report_files(&mut self) {
+        let (Some(leader), Some(files)) = (self.election.leader(), &self.local_files) else {
+            return;
+        };
+        if leader == self.me {
+            return;
+        }
+        let msg = Message::FileList {
+            files: files.clone(),
+        };
+        let term = self.election.max_term();
+        if self.peers.send(leader, msg, term) {
+            self.input_gone(leader, "it stopped reading");
+        }
+    }
+
+    fn input_gone(&mut self, peer: NodeId, reason: &str) {
+        let mut work = VecDeque::new();
+        self.link_gone(peer, reason, &mut work);
+        for input in work {
+            self.input(input);
+        }
+    }
+
+    fn on_local_files(&mut self, files: Vec<FileEntry>) {
+        tracing::info!(
+            "Node {} shares {} files: {}",
+            self.me,
+            files.len(),
+            summary(&files)
+        );
+        self.local_files = Some(files.clone());
+        if let Some(index) = &mut self.index {
+            if index.set(self.me, files) {
+                self.publish_index();
+            }
+        } else {
+            self.report_files();
+        }
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Register { new, term, reply } => {
+                let (peer, addr, outbound) = (new.peer, new.addr, new.outbound);
+                let own_term = self.election.max_term();
+                let verdict = self.peers.register(new, own_term);
+                let accepted = matches!(verdict, Verdict::Accept { .. });
+                let _ = reply.send(verdict);
+                if accepted {
+                    let direction = if outbound { "dialed" } else { "accepted" };
+                    tracing::info!(
+                        "Node {} connected with Node {peer}. ({addr}, {direction})",
+                        self.me
+                    );
+                    self.input(Input::Connected { peer, term });
+                }
+            }
+            PeerEvent::Message { peer, msg, .. } => self.on_message(peer, msg),
+            PeerEvent::Closed {
+                link,
+                peer,
+                reason,
+                duplicate,
+            } => {
+                if self.peers.on_closed(link, peer) {
+                    if duplicate {
+                        // The peer keeps another link to us; it is not gone.
+                        tracing::debug!("Node {peer}: duplicate link closed");
+                    } else {
+                        self.input_gone(peer, &reason);
+                    }
+                }
+            }
+            PeerEvent::DialFailed {
+                peer,
+                reason,
+                duplicate,
+            } => {
+                if self.peers.on_dial_failed(peer, duplicate, Instant::now()) {
+                    tracing::debug!("Node {peer} is unreachable: {reason}");
+                    self.input(Input::Unreachable { peer });
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, peer: NodeId, msg: Message) {
+        match msg {
+            Message::Bully(msg) => self.input(Input::Message { from: peer, msg }),
+            Message::FileList { files } => {
+                if let Err(reason) = validate_files(&files) {
+                    tracing::warn!("Node {peer} sent a bad file list ({reason}); closing its link");
+                    if self.peers.close(peer) {
+                        self.input_gone(peer, "bad file list");
+                    }
+                    return;
+                }
+                let changed = match &mut self.index {
+                    Some(index) => index.set(peer, files),
+                    None => {
+                        tracing::debug!("Node {peer} sent its files, but this node does not lead");
+                        false
+                    }
+                };
+                if changed {
+                    self.publish_index();
+                }
+            }
+            Message::IndexRequest => {
+                if let Some(index) = &self.index {
+                    let (nodes, truncated) = index.to_wire();
+                    let reply = Message::Index {
+                        leader: index.leader,
+                        term: index.term,
+                        nodes,
+                        truncated,
+                    };
+                    let term = self.election.max_term();
+                    if self.peers.send(peer, reply, term) {
+                        self.input_gone(peer, "it stopped reading");
+                    }
+                }
+            }
+            Message::Index {
+                leader,
+                term,
+                nodes,
+                truncated,
+            } => {
+                let valid = nodes.len() <= MAX_NODES
+                    && nodes.iter().all(|n| validate_files(&n.files).is_ok());
+                let text = if valid {
+                    let mut text = ClusterIndex::from_wire(leader, term, nodes).render();
+                    if truncated {
+                        text.push_str("(more files not shown)\n");
+                    }
+                    text
+                } else {
+                    tracing::warn!("Node {peer} sent a malformed index");
+                    "the leader sent a malformed index".to_owned()
+                };
+                for waiter in self.files_waiters.drain(..) {
+                    let _ = waiter.send(text.clone());
+                }
+            }
+            Message::Hello { .. } | Message::Refused { .. } => {
+                // The link tasks consume these during the handshake.
+            }
+        }
+    }
+
+    fn on_console(&mut self, command: Command, reply: oneshot::Sender<String>) {
+        let answer = match command {
+            Command::Leader => match self.election.leader() {
+                Some(leader) if leader == self.me => format!(
+                    "Leader: Node {leader} (term {}), this node",
+                    self.election.term()
+                ),
+                Some(leader) => format!("Leader: Node {leader} (term {})", self.election.term()),
+                None => "No leader: an election is in progress".to_owned(),
+            },
+            Command::Peers => self.describe_peers(),
+            Command::Files => match (&self.index, self.election.leader()) {
+                (Some(index), _) => index.render(),
+                (None, Some(leader)) => {
+                    if self.files_waiters.len() >= MAX_FILES_WAITERS {
+                        "too many requests waiting for the leader".to_owned()
+                    } else {
+                        self.files_waiters.push(reply);
+                        let term = self.election.max_term();
+                        if self.peers.send(leader, Message::IndexRequest, term) {
+                            self.input_gone(leader, "it stopped reading");
+                        }
+                        return;
+                    }
+                }
+                (None, None) => "No leader yet: the index is not known".to_owned(),
+            },
+            Command::Get(name) => {
+                format!("get {name}: not implemented yet (swarm downloads come with issue 8)")
+            }
+            Command::Quit => {
+                tracing::info!("Node {} quitting (console)", self.me);
+                self.shutdown.trigger();
+                "bye".to_owned()
+            }
+            Command::Help => console::help().to_owned(),
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn describe_peers(&self) -> String {
+        let links = self.peers.links();
+        if links.is_empty() {
+            return "No connected nodes".to_owned();
+        }
+        let leader = self.election.leader();
+        let mut out = String::new();
+        for link in links {
+            let role = if Some(link.peer) == leader {
+                ", leader"
+            } else {
+                ""
+            };
+            let direction = if link.outbound { "dialed" } else { "accepted" };
+            out.push_str(&format!(
+                "Node {} at {} ({direction}{role})\n",
+                link.peer, link.addr
+            ));
+        }
+        if matches!(self.election.role(), Role::Leader { .. }) {
+            out.push_str("(this node leads)\n");
+        }
+        out
+    }
+}
+
+fn summary(files: &[FileEntry]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<&str> = files.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
+    if files.len() > SHOWN {
+        names.push("...");
+    }
+    names.join(", ")
+}
+
+/// Rescans the shared directory every `every` and reports the list when it changed.
+async fn scan_loop(
+    mut index: LocalIndex,
+    every: Duration,
+    files: mpsc::Sender<Vec<FileEntry>>,
+    token: tokio_util::sync::CancellationToken,
+) {
+    let mut last: Option<Vec<FileEntry>> = None;
+    let mut warned = false;
+    loop {
+        let scanned = tokio::task::spawn_blocking(move || {
+            let result = index.scan();
+            (index, result)
+        })
+        .await;
+        let Ok((returned, result)) = scanned else {
+            tracing::error!("the directory scanner panicked; file list no longer updated");
+            return;
+        };
+        index = returned;
+        match result {
+            Ok(list) => {
+                warned = false;
+                if last.as_ref() != Some(&list) {
+                    last = Some(list.clone());
+                    if files.send(list).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!("cannot scan {}: {e}", index.dir().display());
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Writes the newest rendering of the cluster index to `path`, atomically, coalescing
+/// renderings that arrive while a write is in progress.
+async fn log_writer(
+    path: PathBuf,
+    tag: String,
+    mut renderings: watch::Receiver<Option<String>>,
+    token: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = renderings.changed() => if changed.is_err() { return },
+        }
+        let Some(text) = renderings.borrow_and_update().clone() else {
+            continue;
+        };
+        let (path2, tag2) = (path.clone(), tag.clone());
+        let written =
+            tokio::task::spawn_blocking(move || write_atomic(&path2, text.as_bytes(), &tag2)).await;
+        match written {
+            Ok(Ok(())) => tracing::debug!("wrote {}", path.display()),
+            Ok(Err(e)) => tracing::warn!("cannot write {}: {e}", path.display()),
+            Err(_) => tracing::warn!("writing {} failed", path.display()),
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! Links to the other nodes: dialing, accepting, the `Hello` handshake, one link per peer,
+//! and closing links when the election says so.
+//!
+//! Each link runs as two tasks (a reader forwarding messages to the node's event loop, and
+//! a writer draining a bounded queue); [`Peers`], owned by the event loop, is the registry
+//! that decides which links exist. Registration goes through the event loop (a
+//! [`PeerEvent::Register`] with a reply channel), so "one link per peer" is decided in one
+//! place:
+//! * an id outside the cluster, or our own id, is refused;
+//! * a second inbound link from the same IP replaces the first (the peer reconnected before
+//!   we noticed its old socket die); from another IP it is refused ("already connected");
+//! * when both nodes dial each other at once, both keep the link dialed by the lower id
+//!   ([`keep_new_link`]), and the loser is closed with `Refused { duplicate }` so neither
+//!   side mistakes it for the peer dying.
+//!
+//! Sending to a peer without a link queues the message (bounded) and dials; a failed dial
+//! is reported so the election can strike the peer off at once.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use netutil::{ConnectOptions, Connection, NetError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Cluster;
+use crate::election::{NodeId, Term};
+use crate::protocol::{Message, PROTOCOL};
+
+/// Identifies one link (a peer may have several over time).
+pub type LinkId = u64;
+
+/// Messages queued per link before the peer counts as stuck and the link is closed.
+pub const LINK_QUEUE: usize = 1024;
+/// Messages queued for a peer while it is being dialed; older ones are dropped beyond it.
+pub const DIAL_QUEUE: usize = 64;
+/// How long a dial may take, connect and handshake together.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an accepted connection may take to say `Hello`.
+pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Handshakes of accepted connections in progress at once; more are closed at once.
+pub const MAX_PENDING_ACCEPTS: usize = 64;
+/// Redial backoff of a leader keeping links to every node: first and largest delay.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+type NodeConnection = Connection<Message>;
+
+/// What link tasks tell the event loop.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A link finished its handshake and asks to be registered; the verdict goes back on
+    /// `reply` (the acceptor then answers `Hello` or `Refused`).
+    Register {
+        new: NewLink,
+        /// The highest term the peer has seen (from its `Hello`).
+        term: Term,
+        reply: oneshot::Sender<Verdict>,
+    },
+    Message {
+        link: LinkId,
+        peer: NodeId,
+        msg: Message,
+    },
+    /// The link ended. `duplicate`: the peer closed it because it keeps another link to us.
+    Closed {
+        link: LinkId,
+        peer: NodeId,
+        reason: String,
+        duplicate: bool,
+    },
+    DialFailed {
+        peer: NodeId,
+        reason: String,
+        duplicate: bool,
+    },
+}
+
+/// A link that completed its handshake, waiting to be registered.
+#[derive(Debug)]
+pub struct NewLink {
+    pub link: LinkId,
+    pub peer: NodeId,
+    pub addr: SocketAddr,
+    pub outbound: bool,
+    pub tx: mpsc::Sender<Message>,
+    pub cancel: CancellationToken,
+}
+
+/// The event loop's answer to [`PeerEvent::Register`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Registered; `term` goes in our `Hello`.
+    Accept {
+        term: Term,
+    },
+    Refuse {
+        reason: String,
+        duplicate: bool,
+    },
+}
+
+/// A registered link.
+#[derive(Debug)]
+struct Link {
+    id: LinkId,
+    addr: SocketAddr,
+    outbound: bool,
+    tx: mpsc::Sender<Message>,
+    cancel: CancellationToken,
+}
+
+/// A registered link as shown by the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub peer: NodeId,
+    pub addr: SocketAddr,
+    pub outbound: bool,
+}
+
+/// When a node already has a link to `peer` and another completes, whether the new one
+/// should replace the old. Same direction: an inbound replaces an inbound from the same IP
+/// (a reconnect). Opposite directions (both dialed at once): keep the one the lower id
+/// dialed, which both ends compute alike.
+pub fn keep_new_link(
+    me: NodeId,
+    peer: NodeId,
+    existing_outbound: bool,
+    existing_ip: std::net::IpAddr,
+    new_outbound: bool,
+    new_ip: std::net::IpAddr,
+) -> bool {
+    if existing_outbound == new_outbound {
+        return new_outbound || existing_ip == new_ip;
+    }
+    // The new link was dialed by the lower id when we are lower and dialed it, or the
+    // other way round.
+    (me < peer) == new_outbound
+}
+
+/// The registry of links, owned by the event loop.
+pub struct Peers {
+    me: NodeId,
+    cluster: Cluster,
+    events: mpsc::Sender<PeerEvent>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    next_link: LinkId,
+    links: BTreeMap<NodeId, Link>,
+    dialing: BTreeSet<NodeId>,
+    queued: BTreeMap<NodeId, VecDeque<Message>>,
+    dial_all: bool,
+    backoff: BTreeMap<NodeId, (Instant, Duration)>,
+    accept_slots: Arc<Semaphore>,
+}
+
+impl Peers {
+    pub fn new(
+        me: NodeId,
+        cluster: Cluster,
+        events: mpsc::Sender<PeerEvent>,
+        token: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Peers {
+            me,
+            cluster,
+            events,
+            token,
+            tracker,
+            next_link: 0,
+            links: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            queued: BTreeMap::new(),
+            dial_all: false,
+            backoff: BTreeMap::new(),
+            accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
+        }
+    }
+
+    fn new_link_id(&mut self) -> LinkId {
+        self.next_link += 1;
+        self.next_link
+    }
+
+    pub fn is_linked(&self, peer: NodeId) -> bool {
+        self.links.contains_key(&peer)
+    }
+
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.links
+            .iter()
+            .map(|(&peer, l)| LinkInfo {
+                peer,
+                addr: l.addr,
+                outbound: l.outbound,
+            })
+            .collect()
+    }
+
+    /// Sends `msg` to `to`, dialing if needed. Returns true when the link had to be closed
+    /// because the peer stopped reading (its queue is full); the caller treats that as a
+    /// disconnect.
+    pub fn send(&mut self, to: NodeId, msg: Message, term: Term) -> bool {
+        if to == self.me || !self.cluster.contains(to) {
+            return false;
+        }
+        if let Some(link) = self.links.get(&to) {
+            return match link.tx.try_send(msg) {
+                Ok(()) => false,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("Node {to} is not reading its messages; closing its link");
+                    self.close(to)
+                }
+            };
+        }
+        let queue = self.queued.entry(to).or_default();
+        if queue.len() >= DIAL_QUEUE {
+            queue.pop_front();
+        }
+        queue.push_back(msg);
+        self.dial(to, term);
+        false
+    }
+
+    /// Starts dialing `peer` unless a dial is already under way.
+    pub fn dial(&mut self, peer: NodeId, term: Term) {
+        if self.links.contains_key(&peer) || !self.dialing.insert(peer) {
+            return;
+        }
+        let Some(addr) = self.cluster.get(peer).cloned() else {
+            return;
+        };
+        let link = self.new_link_id();
+        let (me, events, token) = (self.me, self.events.clone(), self.token.clone());
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = dial_link(me, peer, addr.host, addr.port, term, link, events) => {}
+            }
+        });
+    }
+
+    /// Accepts a connection from the listener (bounded: excess handshakes are refused).
+    pub fn accept(&mut self, stream: tokio::net::TcpStream, addr: SocketAddr) {
+        let Ok(permit) = self.accept_slots.clone().try_acquire_owned() else {
+            tracing::warn!("{addr}: too many handshakes in progress; closing the connection");
+            return;
+        };
+        let link = self.new_link_id();
+        let (me, cluster, events, token) = (
+            self.me,
+            self.cluster.clone(),
+            self.events.clone(),
+            self.token.clone(),
+        );
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = accept_link(me, cluster, stream, addr, link, events, permit) => {}
+            }
+        });
+    }
+
+    /// Decides on a link that completed its handshake (`term`: ours, for our `Hello`). An
+    /// older link to the same peer that loses to it is closed quietly.
+    pub fn register(&mut self, new: NewLink, term: Term) -> Verdict {
+        let NewLink {
+            link,
+            peer,
+            addr,
+            outbound,
+            tx,
+            cancel,
+        } = new;
+        if outbound {
+            self.dialing.remove(&peer);
+        }
+        if peer == self.me || !self.cluster.contains(peer) {
+            return Verdict::Refuse {
+                reason: format!(
+                    "node id {peer} is not in this cluster (ids: {:?})",
+                    self.cluster.ids()
+                ),
+                duplicate: false,
+            };
+        }
+        if let Some(existing) = self.links.get(&peer) {
+            let keep_new = keep_new_link(
+                self.me,
+                peer,
+                existing.outbound,
+                existing.addr.ip(),
+                outbound,
+                addr.ip(),
+            );
+            if !keep_new {
+                let duplicate = existing.outbound != outbound;
+                let reason = if duplicate {
+                    format!("node {peer} and node {} are already linked", self.me)
+                } else {
+                    format!("node {peer} is already connected from {}", existing.addr)
+                };
+                return Verdict::Refuse { reason, duplicate };
+            }
+            // Replaced: the old link closes quietly, its Closed event is ignored.
+            existing.cancel.cancel();
+        }
+        self.backoff.remove(&peer);
+        self.links.insert(
+            peer,
+            Link {
+                id: link,
+                addr,
+                outbound,
+                tx,
+                cancel,
+            },
+        );
+        if let Some(queue) = self.queued.remove(&peer) {
+            for msg in queue {
+                self.send(peer, msg, term);
+            }
+        }
+        Verdict::Accept { term }
+    }
+
+    /// A link ended; true when it was the peer's current link (the peer is now unlinked).
+    pub fn on_closed(&mut self, link: LinkId, peer: NodeId) -> bool {
+        if self.links.get(&peer).is_some_and(|l| l.id == link) {
+            self.links.remove(&peer);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A dial failed; true when the peer counts as unreachable (not a duplicate refusal).
+    pub fn on_dial_failed(&mut self, peer: NodeId, duplicate: bool, now: Instant) -> bool {
+        self.dialing.remove(&peer);
+        let delay = self
+            .backoff
+            .get(&peer)
+            .map_or(BACKOFF_MIN, |&(_, d)| (d * 2).min(BACKOFF_MAX));
+        self.backoff.insert(peer, (now + delay, delay));
+        if duplicate || self.links.contains_key(&peer) {
+            return false;
+        }
+        self.queued.remove(&peer);
+        true
+    }
+
+    /// Closes the link to `peer`; true when there was one.
+    pub fn close(&mut self, peer: NodeId) -> bool {
+        match self.links.remove(&peer) {
+            Some(link) => {
+                link.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Star topology: closes every link except the one to `leader`, stops redialing.
+    /// Returns the peers whose links were closed.
+    pub fn keep_only(&mut self, leader: NodeId) -> Vec<NodeId> {
+        self.dial_all = false;
+        let others: Vec<NodeId> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|&p| p != leader)
+            .collect();
+        others.into_iter().filter(|&p| self.close(p)).collect()
+    }
+
+    /// A leader keeps a link to every node.
+    pub fn set_dial_all(&mut self, on: bool) {
+        self.dial_all = on;
+    }
+
+    /// Redials missing nodes (when leading), honouring each one's backoff.
+    pub fn maintain(&mut self, now: Instant, term: Term) {
+        if !self.dial_all {
+            return;
+        }
+        for peer in self.cluster.ids() {
+            if peer == self.me || self.links.contains_key(&peer) {
+                continue;
+            }
+            if self.backoff.get(&peer).is_some_and(|&(at, _)| now < at) {
+                continue;
+            }
+            self.dial(peer, term);
+        }
+    }
+
+    /// Closes every link (shutdown).
+    pub fn close_all(&mut self) {
+        for (_, link) in std::mem::take(&mut self.links) {
+            link.cancel.cancel();
+        }
+    }
+}
+
+/// Why a dial failed, and whether the peer refused it only because we are already linked.
+struct DialError {
+    reason: String,
+    duplicate: bool,
+}
+
+impl From<NetError> for DialError {
+    fn from(e: NetError) -> Self {
+        DialError {
+            reason: e.to_string(),
+            duplicate: false,
+        }
+    }
+}
+
+async fn dial_link(
+    me: NodeId,
+    peer: NodeId,
+    host: String,
+    port: u16,
+    term: Term,
+    link: LinkId,
+    events: mpsc::Sender<PeerEvent>,
+) {
+    let attempt = async {
+        let options = ConnectOptions {
+            timeout: DIAL_TIMEOUT,
+            ..ConnectOptions::default()
+        };
+        let (stream, addr) = netutil::connect(&host, port, &options).await?;
+        let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
+        conn.send(&Message::Hello { id: me, term }).await?;
+        match conn.recv().await? {
+            Some(Message::Hello { id, term }) if id == peer => Ok((conn, addr, term)),
+            Some(Message::Hello { id, .. }) => Err(DialError {
+                reason: format!("{addr} answered as node {id}, not node {peer}"),
+                duplicate: false,
+            }),
+            Some(Message::Refused { reason, duplicate }) => Err(DialError {
+                reason: format!("refused: {reason}"),
+                duplicate,
+            }),
+            Some(other) => Err(DialError {
+                reason: format!("expected Hello, got {other:?}"),
+                duplicate: false,
+            }),
+            None => Err(DialError {
+                reason: "closed during the handshake".into(),
+                duplicate: false,
+            }),
+        }
+    };
+    let result = tokio::time::timeout(DIAL_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(DialError {
+                reason: format!("no handshake within {DIAL_TIMEOUT:?}"),
+                duplicate: false,
+            })
+        });
+    match result {
+        Ok((conn, addr, term)) => {
+            let addr = netutil::display_addr(addr);
+            run_registered(me, conn, link, peer, term, addr, true, events).await;
+        }
+        Err(e) => {
+            tracing::debug!("dialing Node {peer} at {host}:{port} failed: {}", e.reason);
+            let _ = events
+                .send(PeerEvent::DialFailed {
+                    peer,
+                    reason: e.reason,
+                    duplicate: e.duplicate,
+                })
+                .await;
+        }
+    }
+}
+
+async fn accept_link(
+    me: NodeId,
+    cluster: Cluster,
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    link: LinkId,
+    events: mpsc::Sender<PeerEvent>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let greeting = async {
+        let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
+        let hello = conn.recv().await?;
+        Ok::<_, NetError>((conn, hello))
+    };
+    let (mut conn, hello) = match tokio::time::timeout(ACCEPT_TIMEOUT, greeting).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            tracing::warn!("{addr}: handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("{addr}: no Hello within {ACCEPT_TIMEOUT:?}; closing");
+            return;
+        }
+    };
+    drop(permit);
+    let (peer, term) = match hello {
+        Some(Message::Hello { id, term }) => (id, term),
+        Some(other) => {
+            tracing::warn!("{addr}: expected Hello, got {other:?}; closing");
+            refuse(&mut conn, "the first message must be Hello".into(), false).await;
+            return;
+        }
+        None => return,
+    };
+    if peer == me || !cluster.contains(peer) {
+        let reason = format!(
+            "node id {peer} is not in this cluster (ids: {:?})",
+            cluster.ids()
+        );
+        tracing::warn!("{addr}: refused: {reason}");
+        refuse(&mut conn, reason, false).await;
+        return;
+    }
+    run_registered(me, conn, link, peer, term, addr, false, events).await;
+}
+
+async fn refuse(conn: &mut NodeConnection, reason: String, duplicate: bool) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        conn.send(&Message::Refused { reason, duplicate }),
+    )
+    .await;
+}
+
+/// Registers the link with the event loop, answers the handshake (acceptor side), then
+/// runs the link until it closes.
+#[allow(clippy::too_many_arguments)]
+async fn run_registered(
+    me: NodeId,
+    mut conn: NodeConnection,
+    link: LinkId,
+    peer: NodeId,
+    term: Term,
+    addr: SocketAddr,
+    outbound: bool,
+    events: mpsc::Sender<PeerEvent>,
+) {
+    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    let cancel = CancellationToken::new();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let register = PeerEvent::Register {
+        new: NewLink {
+            link,
+            peer,
+            addr,
+            outbound,
+            tx,
+            cancel: cancel.clone(),
+        },
+        term,
+        reply: reply_tx,
+    };
+    if events.send(register).await.is_err() {
+        return;
+    }
+    let Ok(verdict) = reply_rx.await else { return };
+    match verdict {
+        Verdict::Refuse { reason, duplicate } => {
+            if !duplicate {
+                tracing::warn!("{addr}: refused Node {peer}: {reason}");
+            }
+            refuse(&mut conn, reason, duplicate).await;
+            if outbound {
+                let _ = events
+                    .send(PeerEvent::DialFailed {
+                        peer,
+                        reason: "duplicate link".into(),
+                        duplicate: true,
+                    })
+                    .await;
+            }
+            return;
+        }
+        Verdict::Accept { term } => {
+            let answered = outbound || conn.send(&Message::Hello { id: me, term }).await.is_ok();
+            if !answered {
+                let _ = events
+                    .send(PeerEvent::Closed {
+                        link,
+                        peer,
+                        reason: "closed during the handshake".into(),
+                        duplicate: false,
+                    })
+                    .await;
+                return;
+            }
+        }
+    }
+    run_link(conn, link, peer, rx, cancel, events).await;
+}
+
+/// Moves messages both ways until either side closes or `cancel` fires.
+async fn run_link(
+    conn: NodeConnection,
+    link: LinkId,
+    peer: NodeId,
+    mut rx: mpsc::Receiver<Message>,
+    cancel: CancellationToken,
+    events: mpsc::Sender<PeerEvent>,
+) {
+    let (mut reader, mut writer) = conn.split();
+    let writer_cancel = cancel.clone();
+    let writer_task = tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = writer_cancel.cancelled() => break,
+                msg = rx.recv() => match msg { Some(m) => m, None => break },
+            };
+            let mut result = writer.feed(&msg).await;
+            while result.is_ok() {
+                match rx.try_recv() {
+                    Ok(more) => result = writer.feed(&more).await,
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = result.and(writer.flush().await) {
+                tracing::debug!("Node {peer}: send failed: {e}");
+                break;
+            }
+        }
+        writer_cancel.cancel();
+    });
+    let mut duplicate = false;
+    let reason = loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => break "closed by this node".to_owned(),
+            received = reader.recv() => received,
+        };
+        match received {
+            Ok(Some(Message::Refused {
+                reason,
+                duplicate: dup,
+            })) => {
+                duplicate = dup;
+                break format!("refused by the peer: {reason}");
+            }
+            Ok(Some(Message::Hello { .. })) => {
+                tracing::warn!(
+                    "Node {peer} ({}) sent a second Hello; closing",
+                    reader.peer()
+                );
+                break "protocol violation: second Hello".to_owned();
+            }
+            Ok(Some(msg)) => {
+                if events
+                    .send(PeerEvent::Message { link, peer, msg })
+                    .await
+                    .is_err()
+                {
+                    break "shutting down".to_owned();
+                }
+            }
+            Ok(None) => break "closed by the peer".to_owned(),
+            Err(e) if e.is_disconnect() => break e.to_string(),
+            Err(e) => {
+                tracing::warn!("Node {peer}: {e}; closing the link");
+                break e.to_string();
+            }
+        }
+    };
+    cancel.cancel();
+    let _ = writer_task.await;
+    let _ = events
+        .send(PeerEvent::Closed {
+            link,
+            peer,
+            reason,
+            duplicate,
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn simultaneous_dials_keep_the_link_the_lower_id_dialed_on_both_ends() {
+        // Node 1 holds its inbound from 2 when its own outbound to 2 completes: keep new.
+        assert!(keep_new_link(1, 2, false, A, true, A));
+        // Node 2 holds its inbound from 1 when its outbound to 1 completes: keep old.
+        assert!(!keep_new_link(2, 1, false, A, true, A));
+        // Node 1 holds its outbound when the inbound from 2 arrives: keep old.
+        assert!(!keep_new_link(1, 2, true, A, false, A));
+        // Node 2 holds its outbound to 1 when 1's dial arrives: keep new.
+        assert!(keep_new_link(2, 1, true, A, false, A));
+    }
+
+    #[test]
+    fn a_reconnect_from_the_same_ip_replaces_but_another_ip_is_refused() {
+        assert!(keep_new_link(1, 2, false, A, false, A));
+        assert!(!keep_new_link(1, 2, false, A, false, B));
+    }
+}
