@@ -27,3 +27,5 @@ pub mod document;
 pub mod ot;
 pub mod presence;
 pub mod protocol;
+pub mod server;
+pub mod storage;

@@ -1,15 +1,74 @@
-//! `editor-server`: placeholder until its issue lands; it already parses `--help`.
+//! `editor-server`: serves collaboratively edited plain-text documents.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use editor::document::HistoryLimit;
+use editor::server::{self, Config};
 
-/// Collaborative plain-text editor: server and terminal client.
+/// Collaborative plain-text editor server: many named documents, many clients each, every
+/// acknowledged change durable on disk.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    /// TCP port to listen on (0: let the OS pick; the log says which).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on (repeatable; `[::1]:9000` or `127.0.0.1`). Default: every
+    /// IPv4 and IPv6 address on one dual-stack socket.
+    #[arg(long = "bind", value_name = "ADDR")]
+    binds: Vec<String>,
+    /// Directory holding `<name>.txt` documents and their journals (created if missing).
+    #[arg(long, default_value = "./documents")]
+    data_dir: PathBuf,
+    /// Changes kept per document for transforming late edits and catching clients up.
+    #[arg(long, default_value_t = 100_000)]
+    history: usize,
+    /// Most simultaneous client connections.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    /// Most documents loaded at once.
+    #[arg(long, default_value_t = 1_000)]
+    max_documents: usize,
+    /// Messages queued for a client before it is disconnected as too slow.
+    #[arg(long, default_value_t = 4096)]
+    client_queue: usize,
+    /// Seconds between rewrites of a changed document's `.txt` (the journal keeps every
+    /// acknowledged change durable in between).
+    #[arg(long, default_value_t = 10)]
+    save_interval: u64,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     netutil::init_logging();
-    tracing::warn!("editor-server is not implemented yet");
+    let binds = args
+        .binds
+        .iter()
+        .map(|b| netutil::parse_bind_addr(b, args.port))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = Config {
+        binds,
+        port: args.port,
+        data_dir: args.data_dir,
+        history: HistoryLimit {
+            changes: args.history.max(1),
+            ..HistoryLimit::default()
+        },
+        max_clients: args.max_clients,
+        max_documents: args.max_documents,
+        client_queue: args.client_queue.max(16),
+        save_interval: Duration::from_secs(args.save_interval.max(1)),
+        ..Config::default()
+    };
+    let shutdown = netutil::Shutdown::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        netutil::shutdown_signal().await;
+        trigger.trigger();
+    });
+    server::run(config, shutdown).await?;
     Ok(())
 }

@@ -1,0 +1,570 @@
+//! The task that owns one document: the single sequencer.
+//!
+//! It takes commands from sessions in batches: every command already queued when it wakes
+//! up is one batch. Changes are transformed and applied in memory and their journal
+//! records collected; then one append and one fsync make the whole batch durable (group
+//! commit), and only then do authors get `Ack` and everyone else `Remote`. A join,
+//! presence update or leave first commits whatever changes precede it, so nobody is ever
+//! shown text that is not yet on disk.
+//!
+//! Outgoing messages go into each session's bounded queue with `try_send`: a full queue
+//! means that client is not reading, and it is disconnected (it will reconnect and catch
+//! up) rather than allowed to hold the document back.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::registry::{Outgoing, Registry};
+use crate::document::{ChangeError, Committed, Document, Outcome};
+use crate::ot::{Component, TextOperation};
+use crate::presence::{Participant, Selection};
+use crate::protocol::{author_id, ErrorCode, RemoteChange, ServerMsg, MAX_FRAME};
+use crate::storage::{encode_change, Journal};
+
+/// Commands handled per batch at most (bounds the latency of one group commit).
+const MAX_BATCH: usize = 1024;
+
+/// Compact when the journal grows past this, whatever the timer says.
+const MAX_JOURNAL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A catch-up larger than this (estimated bytes) is replaced by a snapshot.
+const MAX_CATCHUP_BYTES: usize = MAX_FRAME / 2;
+
+pub type Kick = oneshot::Sender<(ErrorCode, String)>;
+
+/// A session asking to join.
+pub struct JoinRequest {
+    pub session: u64,
+    pub addr: SocketAddr,
+    pub key: u64,
+    pub name: String,
+    pub known_revision: Option<u64>,
+    pub out: mpsc::Sender<Outgoing>,
+    pub kick: Kick,
+    pub reply: Option<oneshot::Sender<Result<(), (ErrorCode, String)>>>,
+}
+
+/// What sessions ask of the document.
+pub enum DocCmd {
+    Join(Box<JoinRequest>),
+    Change {
+        session: u64,
+        seq: u64,
+        base_revision: u64,
+        op: TextOperation,
+    },
+    Presence {
+        session: u64,
+        base_revision: u64,
+        selection: Option<Selection>,
+    },
+    Leave {
+        session: u64,
+    },
+}
+
+struct Member {
+    key: u64,
+    id: u64,
+    name: String,
+    out: mpsc::Sender<Outgoing>,
+    kick: Option<Kick>,
+    selection: Option<Selection>,
+}
+
+/// A change applied in memory, waiting for its fsync.
+struct Pending {
+    session: u64,
+    seq: u64,
+    revision: u64,
+    remote: Outgoing,
+}
+
+struct DocState {
+    name: String,
+    doc: Document,
+    journal: Option<Journal>,
+    registry: Arc<Registry>,
+    members: HashMap<u64, Member>,
+    records: Vec<u8>,
+    pending: Vec<Pending>,
+    dirty: bool,
+    last_used: Instant,
+}
+
+/// Loads document `name` and serves its commands until shutdown or idle unload.
+pub async fn run(name: String, mut rx: mpsc::Receiver<DocCmd>, registry: Arc<Registry>) {
+    let storage = registry.storage.clone();
+    let limit = registry.config.history;
+    let load_name = name.clone();
+    let loaded = tokio::task::spawn_blocking(move || storage.load(&load_name, limit)).await;
+    let (doc, journal) = match loaded {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return refuse_all(&name, rx, &registry, e.to_string()).await,
+        Err(e) => return refuse_all(&name, rx, &registry, e.to_string()).await,
+    };
+    tracing::info!(
+        "document {name} loaded: revision {}, {} chars",
+        doc.revision(),
+        doc.text().len_chars()
+    );
+    let mut state = DocState {
+        name,
+        doc,
+        journal: Some(journal),
+        registry: registry.clone(),
+        members: HashMap::new(),
+        records: Vec::new(),
+        pending: Vec::new(),
+        dirty: false,
+        last_used: Instant::now(),
+    };
+    let token = registry.shutdown.token();
+    let mut save = interval(registry.config.save_interval);
+    save.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                state.last_used = Instant::now();
+                let ok = state.handle_batch(&mut batch).await;
+                batch.clear();
+                if !ok {
+                    break;
+                }
+            }
+            _ = save.tick() => {
+                let due = state.dirty || state.journal_len() > MAX_JOURNAL_BYTES;
+                if due && !state.compact().await {
+                    break;
+                }
+                if state.members.is_empty()
+                    && state.last_used.elapsed() >= registry.config.idle_unload
+                    && registry.try_unload(&state.name, &mut rx)
+                {
+                    // Commands that raced the unload are dropped; their sessions retry.
+                    tracing::info!("document {} unloaded (idle)", state.name);
+                    break;
+                }
+            }
+            _ = token.cancelled() => break,
+        }
+    }
+    if state.dirty && state.journal.is_some() {
+        state.compact().await;
+    }
+    state.kick_all(ErrorCode::Busy, "server shutting down");
+    rx.close();
+}
+
+/// The document could not be loaded: every join waiting for it gets the reason.
+async fn refuse_all(
+    name: &str,
+    mut rx: mpsc::Receiver<DocCmd>,
+    registry: &Registry,
+    reason: String,
+) {
+    tracing::error!("cannot open document {name}: {reason}");
+    rx.close();
+    while let Some(cmd) = rx.recv().await {
+        if let DocCmd::Join(mut req) = cmd {
+            if let Some(reply) = req.reply.take() {
+                let _ = reply.send(Err((
+                    ErrorCode::Unavailable,
+                    format!("cannot open document {name}: {reason}"),
+                )));
+            }
+        }
+    }
+    let _ = registry;
+}
+
+impl DocState {
+    fn journal_len(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::len)
+    }
+
+    /// Handles one batch; false when the document must stop (storage failed).
+    async fn handle_batch(&mut self, batch: &mut Vec<DocCmd>) -> bool {
+        for cmd in batch.drain(..) {
+            match cmd {
+                DocCmd::Change {
+                    session,
+                    seq,
+                    base_revision,
+                    op,
+                } => self.change(session, seq, base_revision, op),
+                other => {
+                    if !self.commit().await {
+                        return false;
+                    }
+                    match other {
+                        DocCmd::Join(req) => self.join(*req),
+                        DocCmd::Presence {
+                            session,
+                            base_revision,
+                            selection,
+                        } => self.presence(session, base_revision, selection),
+                        DocCmd::Leave { session } => self.leave(session),
+                        DocCmd::Change { .. } => {}
+                    }
+                }
+            }
+        }
+        self.commit().await
+    }
+
+    fn change(&mut self, session: u64, seq: u64, base_revision: u64, op: TextOperation) {
+        let Some(member) = self.members.get(&session) else {
+            return;
+        };
+        let (key, id) = (member.key, member.id);
+        match self.doc.receive(key, id, seq, base_revision, op) {
+            Ok(Outcome::Applied(committed)) => {
+                tracing::info!(
+                    "{} r{} {}",
+                    member.name,
+                    committed.revision,
+                    describe(&committed.op)
+                );
+                encode_change(&mut self.records, committed);
+                self.pending.push(Pending {
+                    session,
+                    seq,
+                    revision: committed.revision,
+                    remote: Arc::new(ServerMsg::Remote(committed.to_remote())),
+                });
+                self.dirty = true;
+            }
+            Ok(Outcome::Duplicate) => {
+                tracing::debug!("{}: change {seq} already applied", member.name);
+            }
+            Err(e) => {
+                let code = match e {
+                    ChangeError::FutureRevision { .. } => ErrorCode::FutureRevision,
+                    ChangeError::TooOld { .. } => ErrorCode::TooOld,
+                    ChangeError::Invalid(_) => ErrorCode::BadChange,
+                    ChangeError::TooLarge { .. } => ErrorCode::TooLarge,
+                };
+                tracing::warn!("{}: change refused: {e}", member.name);
+                self.kick(session, code, format!("change refused: {e}"));
+            }
+        }
+    }
+
+    /// Makes pending changes durable, then delivers them. False if the journal failed: the
+    /// in-memory document is then ahead of the disk, so the task stops and the document
+    /// is reloaded from disk on next use.
+    async fn commit(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let Some(mut journal) = self.journal.take() else {
+            return false;
+        };
+        let records = std::mem::take(&mut self.records);
+        let written = tokio::task::spawn_blocking(move || {
+            let result = journal.append(&records);
+            (journal, records, result)
+        })
+        .await;
+        match written {
+            Ok((journal, mut records, Ok(()))) => {
+                records.clear();
+                self.records = records;
+                self.journal = Some(journal);
+            }
+            Ok((_, _, Err(e))) => {
+                tracing::error!("document {}: journal write failed: {e}", self.name);
+                self.kick_all(
+                    ErrorCode::Unavailable,
+                    "the server cannot save this document",
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::error!("document {}: journal task failed: {e}", self.name);
+                self.kick_all(
+                    ErrorCode::Unavailable,
+                    "the server cannot save this document",
+                );
+                return false;
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            if let ServerMsg::Remote(change) = &*p.remote {
+                for m in self.members.values_mut() {
+                    m.transform_selection(&change.op);
+                }
+            }
+            let ack = Arc::new(ServerMsg::Ack {
+                revision: p.revision,
+                seq: p.seq,
+            });
+            let targets: Vec<(u64, Outgoing)> = self
+                .members
+                .keys()
+                .map(|&s| {
+                    (
+                        s,
+                        if s == p.session {
+                            ack.clone()
+                        } else {
+                            p.remote.clone()
+                        },
+                    )
+                })
+                .collect();
+            for (session, msg) in targets {
+                self.deliver(session, msg);
+            }
+        }
+        true
+    }
+
+    fn join(&mut self, mut req: JoinRequest) {
+        let id = author_id(req.key);
+        let replaced: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.key == req.key)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in replaced {
+            self.kick(
+                s,
+                ErrorCode::Replaced,
+                "another connection joined with this client's key".into(),
+            );
+        }
+        let participants: Vec<Participant> =
+            self.members.values().map(Member::participant).collect();
+        let first = self.first_message(id, req.known_revision, participants);
+        if req.out.try_send(Arc::new(first)).is_err() {
+            return;
+        }
+        let member = Member {
+            key: req.key,
+            id,
+            name: req.name.clone(),
+            out: req.out,
+            kick: Some(req.kick),
+            selection: None,
+        };
+        let hello = Arc::new(ServerMsg::Presence(member.participant()));
+        let others: Vec<u64> = self.members.keys().copied().collect();
+        self.members.insert(req.session, member);
+        for s in others {
+            self.deliver(s, hello.clone());
+        }
+        if let Some(reply) = req.reply.take() {
+            let _ = reply.send(Ok(()));
+        }
+        tracing::debug!("{} joined {} as {id:016x}", req.addr, self.name);
+    }
+
+    fn first_message(
+        &self,
+        you: u64,
+        known: Option<u64>,
+        participants: Vec<Participant>,
+    ) -> ServerMsg {
+        if let Some(changes) = known.and_then(|k| self.doc.changes_since(k)) {
+            let changes: Vec<&Committed> = changes.collect();
+            let weight: usize = changes
+                .iter()
+                .map(|c| crate::document::op_weight(&c.op))
+                .sum();
+            if weight <= MAX_CATCHUP_BYTES {
+                return ServerMsg::Catchup {
+                    you,
+                    changes: changes
+                        .into_iter()
+                        .map(Committed::to_remote)
+                        .collect::<Vec<RemoteChange>>(),
+                    participants,
+                };
+            }
+        }
+        ServerMsg::Snapshot {
+            you,
+            revision: self.doc.revision(),
+            text: self.doc.text().to_string(),
+            participants,
+        }
+    }
+
+    fn presence(&mut self, session: u64, base_revision: u64, selection: Option<Selection>) {
+        let len = self.doc.text().len_chars();
+        let selection = match (selection, self.doc.changes_since(base_revision)) {
+            (None, _) => None,
+            (Some(sel), Some(changes)) => {
+                let mut sel = sel;
+                for c in changes {
+                    sel = sel.clamp(c.op.base_len()).transform(&c.op, true);
+                }
+                Some(sel.clamp(len))
+            }
+            // Too old or from the future: the position cannot be placed; drop it.
+            (Some(_), None) => return,
+        };
+        let Some(member) = self.members.get_mut(&session) else {
+            return;
+        };
+        member.selection = selection;
+        let msg = Arc::new(ServerMsg::Presence(member.participant()));
+        let others: Vec<u64> = self
+            .members
+            .keys()
+            .copied()
+            .filter(|&s| s != session)
+            .collect();
+        for s in others {
+            self.deliver(s, msg.clone());
+        }
+    }
+
+    fn leave(&mut self, session: u64) {
+        if let Some(m) = self.members.remove(&session) {
+            self.announce_left(m.id);
+        }
+    }
+
+    fn announce_left(&mut self, id: u64) {
+        if self.members.values().any(|m| m.id == id) {
+            return; // the same client is still here through a newer connection
+        }
+        let msg = Arc::new(ServerMsg::Left { id });
+        let all: Vec<u64> = self.members.keys().copied().collect();
+        for s in all {
+            self.deliver(s, msg.clone());
+        }
+    }
+
+    /// Queues `msg` for `session`; a full queue disconnects that client.
+    fn deliver(&mut self, session: u64, msg: Outgoing) {
+        let Some(m) = self.members.get(&session) else {
+            return;
+        };
+        match m.out.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    "{}: outgoing queue full; disconnecting this slow client",
+                    m.name
+                );
+                self.kick(
+                    session,
+                    ErrorCode::TooSlow,
+                    "you fell too far behind; reconnect to catch up".into(),
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.leave(session),
+        }
+    }
+
+    fn kick(&mut self, session: u64, code: ErrorCode, reason: String) {
+        if let Some(mut m) = self.members.remove(&session) {
+            if let Some(kick) = m.kick.take() {
+                let _ = kick.send((code, reason));
+            }
+            self.announce_left(m.id);
+        }
+    }
+
+    fn kick_all(&mut self, code: ErrorCode, reason: &str) {
+        for (_, mut m) in self.members.drain() {
+            if let Some(kick) = m.kick.take() {
+                let _ = kick.send((code, reason.to_owned()));
+            }
+        }
+    }
+
+    /// Rewrites the `.txt` and cuts the journal back. False if storage failed.
+    async fn compact(&mut self) -> bool {
+        let Some(journal) = self.journal.take() else {
+            return false;
+        };
+        let storage = self.registry.storage.clone();
+        let name = self.name.clone();
+        let text = self.doc.text().clone();
+        let revision = self.doc.revision();
+        let history: Vec<Committed> = self.doc.history().cloned().collect();
+        let result = tokio::task::spawn_blocking(move || {
+            let compacted = storage.compact(&name, &text, revision, &history);
+            (journal, compacted)
+        })
+        .await;
+        match result {
+            Ok((_, Ok(new_journal))) => {
+                self.journal = Some(new_journal);
+                self.dirty = false;
+                tracing::debug!("document {} saved at revision {revision}", self.name);
+                true
+            }
+            Ok((old, Err(e))) => {
+                // The old journal is still complete and valid: keep appending to it.
+                tracing::error!("document {}: saving failed: {e}", self.name);
+                self.journal = Some(old);
+                true
+            }
+            Err(e) => {
+                tracing::error!("document {}: save task failed: {e}", self.name);
+                false
+            }
+        }
+    }
+}
+
+impl Member {
+    fn participant(&self) -> Participant {
+        Participant {
+            id: self.id,
+            name: self.name.clone(),
+            selection: self.selection,
+        }
+    }
+
+    fn transform_selection(&mut self, op: &TextOperation) {
+        if let Some(sel) = self.selection {
+            self.selection = Some(sel.transform(op, true));
+        }
+    }
+}
+
+/// A change in the log's short form: `+12 chars at 340`, `-3 at 17`, joined by commas.
+pub fn describe(op: &TextOperation) -> String {
+    let mut parts = Vec::new();
+    let mut pos = 0usize;
+    for c in op.components() {
+        match c {
+            Component::Retain(n) => pos += n,
+            Component::Insert(s) => {
+                let n = s.chars().count();
+                parts.push(format!(
+                    "+{n} char{} at {pos}",
+                    if n == 1 { "" } else { "s" }
+                ));
+                pos += n;
+            }
+            Component::Delete(n) => parts.push(format!("-{n} at {pos}")),
+        }
+        if parts.len() > 3 {
+            parts.push("…".into());
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "no-op".into()
+    } else {
+        parts.join(", ")
+    }
+}

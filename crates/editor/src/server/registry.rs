@@ -1,0 +1,137 @@
+//! Which documents are loaded, and the channel to each one's task.
+//!
+//! A document's task is started the first time someone joins it and removes itself from
+//! the registry when it unloads. The lock is held only to look up or insert a sender,
+//! never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::doc_task::{self, DocCmd, JoinRequest};
+use super::Config;
+use crate::protocol::{ErrorCode, ServerMsg};
+use crate::storage::Storage;
+
+/// Commands queued for one document before sessions wait.
+const DOC_QUEUE: usize = 4096;
+
+pub struct Registry {
+    docs: Mutex<HashMap<String, mpsc::Sender<DocCmd>>>,
+    pub(crate) storage: Storage,
+    pub(crate) config: Config,
+    pub(crate) shutdown: netutil::Shutdown,
+}
+
+/// What a session gets back from a successful join.
+pub struct Joined {
+    pub doc: mpsc::Sender<DocCmd>,
+}
+
+impl Registry {
+    pub fn new(storage: Storage, config: Config, shutdown: netutil::Shutdown) -> Self {
+        Registry {
+            docs: Mutex::new(HashMap::new()),
+            storage,
+            config,
+            shutdown,
+        }
+    }
+
+    /// Joins document `name`, starting its task if needed. The document task puts the
+    /// snapshot or catch-up into the session's queue before this returns.
+    pub async fn join(
+        self: &Arc<Self>,
+        name: &str,
+        mut request: JoinRequest,
+    ) -> Result<Joined, (ErrorCode, String)> {
+        // A task that is unloading drops joins it has not handled: try again with a new one.
+        for _ in 0..3 {
+            let doc = self.handle(name)?;
+            let (reply_tx, reply_rx) = oneshot::channel();
+            request.reply = Some(reply_tx);
+            let cmd = DocCmd::Join(Box::new(request));
+            match doc.send(cmd).await {
+                Ok(()) => {}
+                Err(mpsc::error::SendError(cmd)) => {
+                    let DocCmd::Join(r) = cmd else {
+                        break;
+                    };
+                    request = *r;
+                    self.forget(name, &doc);
+                    continue;
+                }
+            }
+            match reply_rx.await {
+                Ok(Ok(())) => return Ok(Joined { doc }),
+                Ok(Err(refused)) => return Err(refused),
+                Err(_) => {
+                    self.forget(name, &doc);
+                    return Err((
+                        ErrorCode::Unavailable,
+                        format!("document {name} was closing; try again"),
+                    ));
+                }
+            }
+        }
+        Err((
+            ErrorCode::Unavailable,
+            format!("document {name} is unavailable"),
+        ))
+    }
+
+    fn handle(self: &Arc<Self>, name: &str) -> Result<mpsc::Sender<DocCmd>, (ErrorCode, String)> {
+        let mut docs = self
+            .docs
+            .lock()
+            .map_err(|_| (ErrorCode::Unavailable, "server state poisoned".to_owned()))?;
+        if let Some(tx) = docs.get(name).filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        docs.retain(|_, tx| !tx.is_closed());
+        if docs.len() >= self.config.max_documents {
+            return Err((
+                ErrorCode::Busy,
+                format!(
+                    "too many documents open ({}); try later",
+                    self.config.max_documents
+                ),
+            ));
+        }
+        let (tx, rx) = mpsc::channel(DOC_QUEUE);
+        docs.insert(name.to_owned(), tx.clone());
+        let registry = self.clone();
+        let name = name.to_owned();
+        self.shutdown
+            .spawn(async move { doc_task::run(name, rx, registry).await });
+        Ok(tx)
+    }
+
+    /// Removes `name` if it still maps to `tx` (called by an unloading task and by joins
+    /// that found the task gone).
+    pub fn forget(&self, name: &str, tx: &mpsc::Sender<DocCmd>) {
+        if let Ok(mut docs) = self.docs.lock() {
+            if docs.get(name).is_some_and(|t| t.same_channel(tx)) {
+                docs.remove(name);
+            }
+        }
+    }
+
+    /// Removes `name` if its task has no queued commands; returns whether it did. Sessions
+    /// that already hold a sender and send later see a closed channel and retry.
+    pub fn try_unload(&self, name: &str, rx: &mut mpsc::Receiver<DocCmd>) -> bool {
+        let Ok(mut docs) = self.docs.lock() else {
+            return false;
+        };
+        if !rx.is_empty() {
+            return false;
+        }
+        docs.remove(name);
+        rx.close();
+        true
+    }
+}
+
+/// A message for a session's queue.
+pub type Outgoing = Arc<ServerMsg>;

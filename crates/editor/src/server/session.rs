@@ -1,0 +1,215 @@
+//! One task per connection: handshake, `Join`, then messages in both directions.
+//!
+//! The task selects over four things: the client's next message (forwarded to the
+//! document task), its outgoing queue (written with `feed` and one `flush` per burst), a
+//! kick from the document (an error to report before closing), and server shutdown.
+//! Anything malformed or oversized gets an `Error` naming the problem and the connection
+//! is closed; it never reaches the document.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use super::doc_task::{DocCmd, JoinRequest};
+use super::registry::{Outgoing, Registry};
+use crate::protocol::{
+    validate_display_name, validate_document_name, ClientMsg, ErrorCode, ServerMsg, PROTOCOL,
+};
+use netutil::{Connection, NetError};
+
+type Conn = Connection<ClientMsg, ServerMsg>;
+
+/// How long a client may take to send `Join` after the handshake.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long writing to one client may block before it is given up on.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Queued messages written per flush.
+const WRITE_BURST: usize = 256;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one client connection to the end.
+pub async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    token: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let conn = match Connection::<ClientMsg, ServerMsg>::establish(stream, &PROTOCOL).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!("{addr}: handshake failed: {e}");
+            return;
+        }
+    };
+    // Not split: netutil's split halves leave bytes that arrived with the handshake
+    // undecoded until more arrive, which stalls a client that sends Join and waits.
+    let mut conn = conn;
+    if permit.is_none() {
+        let reason = format!("server full ({} clients)", registry.config.max_clients);
+        tracing::warn!("{addr}: refused: {reason}");
+        send_error(&mut conn, ErrorCode::Busy, reason).await;
+        return;
+    }
+
+    let join = tokio::select! {
+        _ = token.cancelled() => return,
+        join = tokio::time::timeout(JOIN_TIMEOUT, conn.recv()) => join,
+    };
+    let (document, name, key, known_revision) = match join {
+        Ok(Ok(Some(ClientMsg::Join {
+            document,
+            name,
+            key,
+            known_revision,
+        }))) => (document, name, key, known_revision),
+        Ok(Ok(Some(_))) => {
+            return refuse(
+                &mut conn,
+                addr,
+                ErrorCode::NotJoined,
+                "the first message must be Join".into(),
+            )
+            .await;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return refuse_malformed(&mut conn, addr, e).await,
+        Err(_) => {
+            return refuse(
+                &mut conn,
+                addr,
+                ErrorCode::NotJoined,
+                format!("no Join within {JOIN_TIMEOUT:?}"),
+            )
+            .await;
+        }
+    };
+    if let Err(reason) = validate_document_name(&document) {
+        return refuse(&mut conn, addr, ErrorCode::BadName, reason).await;
+    }
+    if let Err(reason) = validate_display_name(&name) {
+        return refuse(&mut conn, addr, ErrorCode::BadDisplayName, reason).await;
+    }
+
+    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(registry.config.client_queue);
+    let (kick_tx, mut kick_rx) = oneshot::channel();
+    let request = JoinRequest {
+        session,
+        addr,
+        key,
+        name: name.clone(),
+        known_revision,
+        out: out_tx,
+        kick: kick_tx,
+        reply: None,
+    };
+    let doc = match registry.join(&document, request).await {
+        Ok(joined) => joined.doc,
+        Err((code, reason)) => return refuse(&mut conn, addr, code, reason).await,
+    };
+    tracing::info!("client connected: {addr} {name:?} on document {document}");
+
+    let why = loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                send_error(&mut conn, ErrorCode::Busy, "server shutting down".into()).await;
+                break "server shutdown".to_owned();
+            }
+            kicked = &mut kick_rx => {
+                let (code, reason) = kicked.unwrap_or((ErrorCode::Unavailable, "document closed".into()));
+                let why = format!("{code:?}: {reason}");
+                send_error(&mut conn, code, reason).await;
+                break why;
+            }
+            out = out_rx.recv() => match out {
+                Some(msg) => {
+                    if let Err(e) = write_burst(&mut conn, msg, &mut out_rx).await {
+                        break e;
+                    }
+                }
+                None => break "document closed".to_owned(),
+            },
+            msg = conn.recv() => {
+                let cmd = match msg {
+                    Ok(Some(ClientMsg::Change { base_revision, seq, op })) => {
+                        DocCmd::Change { session, seq, base_revision, op }
+                    }
+                    Ok(Some(ClientMsg::Presence { base_revision, selection })) => {
+                        DocCmd::Presence { session, base_revision, selection }
+                    }
+                    Ok(Some(ClientMsg::Join { .. })) => {
+                        let reason = "already joined: one document per connection".to_owned();
+                        tracing::warn!("{addr}: {reason}");
+                        send_error(&mut conn, ErrorCode::NotJoined, reason.clone()).await;
+                        break reason;
+                    }
+                    Ok(None) => break "closed by client".to_owned(),
+                    Err(e) if e.is_disconnect() => break e.to_string(),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        send_error(&mut conn, ErrorCode::Malformed, e.to_string()).await;
+                        break e.to_string();
+                    }
+                };
+                if doc.send(cmd).await.is_err() {
+                    send_error(&mut conn, ErrorCode::Unavailable, "document closed".into()).await;
+                    break "document closed".to_owned();
+                }
+            }
+        }
+    };
+    let _ = doc.send(DocCmd::Leave { session }).await;
+    tracing::info!("client disconnected: {addr} {name:?} from document {document} ({why})");
+}
+
+/// Writes `first` and whatever else is queued (up to a burst), then flushes once.
+async fn write_burst(
+    tx: &mut Conn,
+    first: Outgoing,
+    queue: &mut mpsc::Receiver<Outgoing>,
+) -> Result<(), String> {
+    let write = async {
+        tx.feed(&first).await?;
+        for _ in 1..WRITE_BURST {
+            match queue.try_recv() {
+                Ok(msg) => tx.feed(&msg).await?,
+                Err(_) => break,
+            }
+        }
+        tx.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("client did not read for {WRITE_TIMEOUT:?}")),
+    }
+}
+
+async fn send_error(tx: &mut Conn, code: ErrorCode, reason: String) {
+    let msg = ServerMsg::Error { code, reason };
+    let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(&msg)).await;
+}
+
+async fn refuse(tx: &mut Conn, addr: SocketAddr, code: ErrorCode, reason: String) {
+    tracing::warn!("{addr}: refused: {reason}");
+    send_error(tx, code, reason).await;
+}
+
+async fn refuse_malformed(tx: &mut Conn, addr: SocketAddr, e: NetError) {
+    if e.is_disconnect() {
+        tracing::info!("{e}");
+        return;
+    }
+    let reason = e.to_string();
+    refuse(tx, addr, ErrorCode::Malformed, reason).await;
+}
