@@ -1,1 +1,323 @@
-//! End-to-end tests of the p2p programs (real binaries, real sockets).
+//! End-to-end tests of the p2p programs (real binaries, real sockets): election in every
+//! start order, kill -9 failover and takeover, a 7-node cluster losing its two lowest ids,
+//! the file index following directory changes, refusal of strangers and garbage, the
+//! console, and (as root) partitions of nodes in network namespaces joined by a bridge.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use e2e::bin_path;
+use e2e::p2p::{log_lists, log_time, Cluster, HANG_GUARD};
+
+/// Seconds since midnight UTC now, comparable with log timestamps.
+fn now_of_day() -> f64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    (since.as_secs() % 86_400) as f64 + f64::from(since.subsec_micros()) / 1e6
+}
+
+/// When node `id` logged that it listens.
+fn started_at(cluster: &Cluster, id: u32) -> f64 {
+    let line = cluster
+        .node(id)
+        .wait_for("listening on", HANG_GUARD)
+        .unwrap();
+    log_time(&line).unwrap()
+}
+
+#[test]
+fn three_nodes_in_every_start_order_agree_on_node_1() {
+    let orders = [
+        [1, 2, 3],
+        [1, 3, 2],
+        [2, 1, 3],
+        [2, 3, 1],
+        [3, 1, 2],
+        [3, 2, 1],
+    ];
+    for order in orders {
+        let mut cluster = Cluster::new("order", 3);
+        for id in order {
+            cluster.start(id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let last = started_at(&cluster, order[2]);
+        let lines = cluster
+            .wait_agreement(1, HANG_GUARD)
+            .unwrap_or_else(|| panic!("order {order:?}: no agreement\n{}", cluster.logs()));
+        let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+        assert!(
+            agreed - last < 1.0,
+            "order {order:?}: agreed {:.3} s after the last start\n{}",
+            agreed - last,
+            cluster.logs()
+        );
+        let log = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[1, 2, 3]));
+        assert!(
+            log.is_some(),
+            "order {order:?}: Peer_files.log incomplete:\n{}\n{}",
+            cluster.read_log(),
+            cluster.logs()
+        );
+        // Star topology: the followers dropped their link to each other.
+        for (a, b) in [(2, 3), (3, 2)] {
+            let needle = format!("Node {a} connected with Node {b}.");
+            if cluster.node(a).wait_for(&needle, Duration::ZERO).is_some() {
+                let gone = format!("Node {a} disconnected from Node {b}.");
+                assert!(
+                    cluster.node(a).wait_for(&gone, HANG_GUARD).is_some(),
+                    "order {order:?}: {a} kept its link to {b}\n{}",
+                    cluster.logs()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn killed_leader_is_replaced_at_once_and_takes_over_when_it_returns() {
+    let mut cluster = Cluster::new("failover", 3);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    assert!(cluster
+        .wait_log(HANG_GUARD, |t| log_lists(t, &[1, 2, 3]))
+        .is_some());
+
+    let killed_at = now_of_day();
+    cluster.kill9(1);
+    let lines = cluster
+        .wait_agreement(2, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no new leader\n{}", cluster.logs()));
+    let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+    assert!(
+        agreed - killed_at < 1.0,
+        "failover took {:.3} s\n{}",
+        agreed - killed_at,
+        cluster.logs()
+    );
+    for id in [2, 3] {
+        assert!(cluster
+            .node(id)
+            .wait_for("lost its leader Node 1", HANG_GUARD)
+            .is_some());
+    }
+    let log = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[2, 3]));
+    assert!(log.is_some(), "dead node kept:\n{}", cluster.read_log());
+
+    cluster.start(1);
+    cluster
+        .wait_agreement(1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("node 1 did not take over\n{}", cluster.logs()));
+    let log = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[1, 2, 3]));
+    assert!(log.is_some(), "index not whole:\n{}", cluster.read_log());
+}
+
+#[test]
+fn seven_nodes_losing_the_two_lowest_elect_the_third() {
+    let mut cluster = Cluster::new("seven", 7);
+    for id in [4, 7, 1, 3, 6, 2, 5] {
+        cluster.start(id);
+    }
+    cluster
+        .wait_agreement(1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no agreement on 1\n{}", cluster.logs()));
+    let killed_at = now_of_day();
+    cluster.kill9(1);
+    cluster.kill9(2);
+    let lines = cluster
+        .wait_agreement(3, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no agreement on 3\n{}", cluster.logs()));
+    let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+    assert!(
+        agreed - killed_at < 1.0,
+        "took {:.3} s\n{}",
+        agreed - killed_at,
+        cluster.logs()
+    );
+    let log = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[3, 4, 5, 6, 7]));
+    assert!(log.is_some(), "{}", cluster.read_log());
+}
+
+#[test]
+fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
+    let mut cluster = Cluster::new("files", 3);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    cluster
+        .wait_log(HANG_GUARD, |t| log_lists(t, &[1, 2, 3]))
+        .unwrap();
+
+    let name = "copied file ü.bin";
+    let content = vec![7u8; 100_000];
+    let copied_at = Instant::now();
+    std::fs::write(cluster.dir(3).join(name), &content).unwrap();
+    // The hash itself is checked by the index's unit tests; here: 64 hex digits.
+    let line = format!("  {name} (100000 bytes, blake3 ");
+    let hashed = |t: &str| {
+        t.lines().any(|l| {
+            l.strip_prefix(line.as_str()).is_some_and(|rest| {
+                rest.len() == 65
+                    && rest.ends_with(')')
+                    && rest[..64].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        })
+    };
+    let log = cluster.wait_log(HANG_GUARD, hashed);
+    let took = copied_at.elapsed();
+    assert!(log.is_some(), "never listed:\n{}", cluster.read_log());
+    assert!(took < Duration::from_secs(3), "listed after {took:?}");
+    // Under node 3's heading.
+    let text = log.unwrap();
+    let node3 = text.find("Node 3 files:").unwrap();
+    assert!(text.find(&line).unwrap() > node3, "{text}");
+
+    // A symlink leading out of the directory is not shared; a removed file disappears.
+    std::os::unix::fs::symlink("/etc/hostname", cluster.dir(2).join("escape")).unwrap();
+    std::fs::remove_file(cluster.dir(3).join(name)).unwrap();
+    let log = cluster.wait_log(HANG_GUARD, |t| {
+        !t.contains(name) && log_lists(t, &[1, 2, 3])
+    });
+    assert!(log.is_some(), "{}", cluster.read_log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!cluster.read_log().contains("escape"));
+}
+
+/// A netutil hello frame for protocol `p2p-node` version 1, written out by hand so this
+/// test depends on the wire format, not on the crate.
+fn hello_frame() -> Vec<u8> {
+    let mut payload = b"NETUTIL1".to_vec();
+    payload.push(8);
+    payload.extend_from_slice(b"p2p-node");
+    payload.push(1);
+    frame(&payload)
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).ok()?;
+    Some(payload)
+}
+
+#[test]
+fn strangers_garbage_and_unknown_ids_are_refused_without_harm() {
+    let mut cluster = Cluster::new("strangers", 3);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    let before = cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    let port = cluster.ports[&2];
+
+    // An id outside the cluster: Message::Hello { id: 99, term: 0 } is [0, 99, 0].
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(&hello_frame()).unwrap();
+    s.write_all(&frame(&[0, 99, 0])).unwrap();
+    let _their_hello = read_frame(&mut s).unwrap();
+    let refusal = read_frame(&mut s).unwrap();
+    assert_eq!(refusal[0], 1, "Refused is variant 1: {refusal:?}");
+    let text = String::from_utf8_lossy(&refusal);
+    assert!(text.contains("node id 99 is not in this cluster"), "{text}");
+    assert!(
+        read_frame(&mut s).is_none(),
+        "link must close after the refusal"
+    );
+
+    // Garbage instead of a handshake, and a frame claiming 4 GiB.
+    let mut g = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    g.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut h = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    h.write_all(&hello_frame()).unwrap();
+    h.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    h.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let _ = read_frame(&mut h);
+    assert!(
+        read_frame(&mut h).is_none(),
+        "oversized frame must close the link"
+    );
+    // The node refused all of it and the cluster did not notice.
+    assert!(cluster
+        .node(2)
+        .wait_for("not in this cluster", HANG_GUARD)
+        .is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    let after = cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    assert_eq!(
+        before,
+        after,
+        "the cluster was disturbed\n{}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn an_id_outside_the_cluster_is_a_clear_error() {
+    let out = Command::new(bin_path("p2p-node"))
+        .args(["--id", "7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node id 7 is not in the cluster; configured ids: 1, 2, 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn console_answers_leader_peers_files_get_and_quit() {
+    let mut cluster = Cluster::new("console", 2);
+    cluster.start(1);
+    cluster.start(2);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    cluster
+        .wait_log(HANG_GUARD, |t| log_lists(t, &[1, 2]))
+        .unwrap();
+    let node = cluster.nodes.get_mut(&2).unwrap();
+    let stdout = node.take_stdout();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    node.write_stdin("leader\npeers\nfiles\nget from-node-1.txt\nbogus\nquit\n");
+    let mut out = Vec::new();
+    while let Ok(line) = rx.recv_timeout(HANG_GUARD) {
+        let done = line == "bye";
+        out.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = out.join("\n");
+    assert!(text.contains("Leader: Node 1 (term "), "{text}");
+    assert!(text.contains("Node 1 at 127.0.0.1:"), "{text}");
+    assert!(text.contains("Leader Node 1 files:"), "{text}");
+    assert!(text.contains("  from-node-2.txt ("), "{text}");
+    assert!(text.contains("not implemented yet"), "{text}");
+    assert!(text.contains("unknown command"), "{text}");
+    let status = node.wait_exit(HANG_GUARD).expect("quit ends the process");
+    assert!(status.success());
+    // Node 1 sees it go.
+    assert!(cluster
+        .node(1)
+        .wait_for("Node 1 disconnected from Node 2.", HANG_GUARD)
+        .is_some());
+}

@@ -1,1 +1,231 @@
-//! Test helpers used only by the p2p end-to-end tests.
+//! Test helpers used only by the p2p end-to-end tests: a cluster of real `p2p-node`
+//! processes on OS-chosen loopback ports, each with its own shared directory under a
+//! throw-away root, and readers for their logs and the leader's `Peer_files.log`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::process::{bin_path, Proc};
+
+/// Guards against hangs only; behaviour is asserted separately.
+pub const HANG_GUARD: Duration = Duration::from_secs(20);
+
+static ROOTS: AtomicUsize = AtomicUsize::new(0);
+
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// A directory removed on drop.
+pub struct TempRoot(pub PathBuf);
+
+impl TempRoot {
+    pub fn new(tag: &str) -> TempRoot {
+        let n = ROOTS.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("p2p-e2e-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp root");
+        TempRoot(path)
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a node's log says about the leader: the last `Leader elected` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeaderLine {
+    pub leader: u32,
+    pub term: u64,
+    /// Seconds since midnight UTC, from the log line's timestamp.
+    pub at: f64,
+}
+
+/// Parses `2026-11-26T08:38:12.993374Z  INFO Leader elected: Node 1 (term 6)`.
+pub fn parse_leader_line(line: &str) -> Option<LeaderLine> {
+    let rest = line.split("Leader elected: Node ").nth(1)?;
+    let (leader, rest) = rest.split_once(" (term ")?;
+    let term = rest.split(')').next()?;
+    Some(LeaderLine {
+        leader: leader.trim().parse().ok()?,
+        term: term.trim().parse().ok()?,
+        at: log_time(line)?,
+    })
+}
+
+/// The time of day, in seconds, at the start of a log line.
+pub fn log_time(line: &str) -> Option<f64> {
+    let stamp = line.split_whitespace().next()?;
+    let time = stamp.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// A cluster of `p2p-node` processes sharing one `Peer_files.log`.
+pub struct Cluster {
+    pub root: TempRoot,
+    pub ports: BTreeMap<u32, u16>,
+    pub nodes: BTreeMap<u32, Proc>,
+    pub extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Ids `1..=n` on fresh ports; each node's directory holds `from-node-N.txt`.
+    pub fn new(tag: &str, n: u32) -> Cluster {
+        let root = TempRoot::new(tag);
+        let ports: BTreeMap<u32, u16> = (1..=n).zip(free_ports(n as usize)).collect();
+        for id in 1..=n {
+            let dir = root.0.join(format!("Node{id}"));
+            std::fs::create_dir_all(&dir).expect("node dir");
+            std::fs::write(
+                dir.join(format!("from-node-{id}.txt")),
+                format!("node {id}\n"),
+            )
+            .expect("seed file");
+        }
+        Cluster {
+            root,
+            ports,
+            nodes: BTreeMap::new(),
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self, id: u32) -> PathBuf {
+        self.root.0.join(format!("Node{id}"))
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.0.join("Peer_files.log")
+    }
+
+    pub fn args(&self, id: u32) -> Vec<String> {
+        let mut args = vec!["--id".to_owned(), id.to_string()];
+        for (peer, port) in &self.ports {
+            args.push("--peer".into());
+            args.push(format!("{peer}=127.0.0.1:{port}"));
+        }
+        args.push("--dir".into());
+        args.push(self.dir(id).display().to_string());
+        args.push("--index-log".into());
+        args.push(self.log_path().display().to_string());
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Starts node `id` (replacing a dead one) and waits until it listens.
+    pub fn start(&mut self, id: u32) -> &Proc {
+        let mut cmd = Command::new(bin_path("p2p-node"));
+        cmd.args(self.args(id));
+        let proc = Proc::spawn(&format!("node{id}"), cmd);
+        proc.listening_port();
+        self.nodes.insert(id, proc);
+        &self.nodes[&id]
+    }
+
+    pub fn kill9(&mut self, id: u32) {
+        if let Some(mut proc) = self.nodes.remove(&id) {
+            proc.kill9();
+        }
+    }
+
+    pub fn node(&self, id: u32) -> &Proc {
+        &self.nodes[&id]
+    }
+
+    /// The last `Leader elected` line of node `id`.
+    pub fn leader_of(&self, id: u32) -> Option<LeaderLine> {
+        self.nodes[&id]
+            .stderr_lines()
+            .iter()
+            .rev()
+            .find_map(|l| parse_leader_line(l))
+    }
+
+    /// Waits until every running node's last leader line names `leader` with one term;
+    /// returns the lines, or None after `timeout`.
+    pub fn wait_agreement(&self, leader: u32, timeout: Duration) -> Option<Vec<LeaderLine>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines: Vec<Option<LeaderLine>> =
+                self.nodes.keys().map(|&id| self.leader_of(id)).collect();
+            let agreed = lines.iter().all(|l| l.is_some_and(|l| l.leader == leader))
+                && lines
+                    .iter()
+                    .flatten()
+                    .all(|l| Some(l.term) == lines[0].map(|f| f.term));
+            if agreed {
+                return Some(lines.into_iter().flatten().collect());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every node's stderr, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(id, p)| format!("--- node {id} ---\n{}", p.stderr_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn read_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until `Peer_files.log` satisfies `ok`; returns its text, or None on timeout.
+    pub fn wait_log(&self, timeout: Duration, ok: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.read_log();
+            if ok(&text) {
+                return Some(text);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// True when the index log lists exactly the nodes in `ids` (the first as leader), each
+/// with its seed file.
+pub fn log_lists(text: &str, ids: &[u32]) -> bool {
+    let Some((&leader, _)) = ids.split_first() else {
+        return false;
+    };
+    let headers = text.lines().filter(|l| l.ends_with(" files:")).count();
+    text.starts_with(&format!("Leader Node {leader} files:\n"))
+        && headers == ids.len()
+        && ids.iter().all(|id| {
+            (id == &leader || text.contains(&format!("\nNode {id} files:\n")))
+                && text.contains(&format!("  from-node-{id}.txt ("))
+        })
+}
+
+/// A file name inside `dir`.
+pub fn path_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
