@@ -431,3 +431,82 @@ async fn slow_client_is_dropped_not_waited_for() {
     );
     drop(sleeper);
 }
+
+/// Line mode: piped lines are appended, `--print` shows the document, others' inserts are
+/// reported, and a bad name is a clear error with exit status 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_mode_client_appends_and_prints() {
+    let dir = tempfile_dir();
+    let (server, port) = start_server(dir.path(), &[]);
+    let port_arg = port.to_string();
+    let client = |doc: &str, extra: &[&str], input: &str| {
+        let mut args = vec!["127.0.0.1", "--port", &port_arg, "--doc", doc];
+        args.extend_from_slice(extra);
+        let mut cmd = std::process::Command::new(e2e::bin_path("editor-client"));
+        cmd.args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = client("notes", &["--name", "alice"], "hello\nworld\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client("notes", &["--print"], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\n");
+
+    // A line-mode client that stays connected sees another's insert.
+    let mut watcher = e2e::Proc::start(
+        "editor-client",
+        &[
+            "127.0.0.1",
+            "--port",
+            &port_arg,
+            "--doc",
+            "notes",
+            "--lines",
+            "--name",
+            "watcher",
+        ],
+    );
+    let stdout = watcher.take_stdout();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Document updated:");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let mut writer = Client::join(port, "notes", "bob").await;
+    assert!(server
+        .wait_for("\"watcher\" on document notes", T)
+        .is_some());
+    let end = writer.sync.text().len_chars();
+    writer.insert(end, "from bob\n").await;
+    assert!(writer.settle(T).await);
+    let lines = reader.join().unwrap();
+    assert_eq!(lines[..2], ["hello", "world"]);
+    assert_eq!(lines.last().unwrap(), "Document updated: from bob");
+    drop(watcher);
+
+    let out = client("../x", &["--print"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid document name"));
+}

@@ -135,7 +135,7 @@ impl Document {
             .map_or(self.revision, |c| c.revision - 1)
     }
 
-    pub fn history(&self) -> impl Iterator<Item = &Committed> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Committed> {
         self.history.iter()
     }
 

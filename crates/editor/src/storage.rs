@@ -316,26 +316,17 @@ impl Storage {
     }
 
     /// Makes `<name>.txt` equal to `text` at `revision` and cuts the journal back to a
-    /// header plus a bounded tail of `history` (see the module docs for the crash-safe
+    /// header plus `tail` (see [`journal_tail`] and the module docs for the crash-safe
     /// order). Blocking. Returns the new journal.
     pub fn compact(
         &self,
         name: &str,
         text: &Rope,
         revision: u64,
-        history: &[Committed],
+        tail: &[Committed],
     ) -> Result<Journal, StorageError> {
-        let mut start = history.len();
-        let mut weight = 0;
-        while start > 0 && history.len() - start < TAIL_CHANGES {
-            weight += op_weight(&history[start - 1].op);
-            if weight > TAIL_BYTES {
-                break;
-            }
-            start -= 1;
-        }
         let new_path = self.new_journal_path(name);
-        let file = self.create_new_journal(&new_path, text, revision, history[start..].iter())?;
+        let file = self.create_new_journal(&new_path, text, revision, tail.iter())?;
         write_text_atomically(&self.dir, name, text)?;
         let path = self.journal_path(name);
         fs::rename(&new_path, &path).map_err(io_err(&path))?;
@@ -369,6 +360,23 @@ impl Journal {
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
     }
+}
+
+/// The most recent changes of `history` (oldest first) that a compacted journal carries,
+/// bounded in count and bytes.
+pub fn journal_tail<'a>(history: impl DoubleEndedIterator<Item = &'a Committed>) -> Vec<Committed> {
+    let mut weight = 0;
+    let mut tail: Vec<Committed> = history
+        .rev()
+        .take(TAIL_CHANGES)
+        .take_while(|c| {
+            weight += op_weight(&c.op);
+            weight <= TAIL_BYTES
+        })
+        .cloned()
+        .collect();
+    tail.reverse();
+    tail
 }
 
 /// Appends the journal record of one committed change to `buf`.
@@ -557,9 +565,9 @@ mod tests {
             encode_change(&mut buf, &c);
         }
         journal.append(&buf).unwrap();
-        let history: Vec<Committed> = doc.history().cloned().collect();
+        let tail = journal_tail(doc.history());
         storage
-            .compact("a", doc.text(), doc.revision(), &history)
+            .compact("a", doc.text(), doc.revision(), &tail)
             .unwrap();
         assert_eq!(
             fs::read_to_string(dir.path().join("a.txt")).unwrap(),

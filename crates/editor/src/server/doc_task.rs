@@ -23,7 +23,7 @@ use crate::document::{ChangeError, Committed, Document, Outcome};
 use crate::ot::{Component, TextOperation};
 use crate::presence::{Participant, Selection};
 use crate::protocol::{author_id, ErrorCode, RemoteChange, ServerMsg, MAX_FRAME};
-use crate::storage::{encode_change, Journal};
+use crate::storage::{encode_change, journal_tail, Journal};
 
 /// Commands handled per batch at most (bounds the latency of one group commit).
 const MAX_BATCH: usize = 1024;
@@ -299,6 +299,7 @@ impl DocState {
             }
         }
         let pending = std::mem::take(&mut self.pending);
+        let mut too_slow = Vec::new();
         for p in pending {
             if let ServerMsg::Remote(change) = &*p.remote {
                 for m in self.members.values_mut() {
@@ -309,23 +310,21 @@ impl DocState {
                 revision: p.revision,
                 seq: p.seq,
             });
-            let targets: Vec<(u64, Outgoing)> = self
-                .members
-                .keys()
-                .map(|&s| {
-                    (
-                        s,
-                        if s == p.session {
-                            ack.clone()
-                        } else {
-                            p.remote.clone()
-                        },
-                    )
-                })
-                .collect();
-            for (session, msg) in targets {
-                self.deliver(session, msg);
+            for (&session, m) in &self.members {
+                let msg = if session == p.session {
+                    ack.clone()
+                } else {
+                    p.remote.clone()
+                };
+                // Closed queues belong to sessions whose Leave is on its way.
+                if let Err(mpsc::error::TrySendError::Full(_)) = m.out.try_send(msg) {
+                    too_slow.push(session);
+                }
             }
+        }
+        too_slow.dedup();
+        for session in too_slow {
+            self.deliver_failed(session);
         }
         true
     }
@@ -456,18 +455,22 @@ impl DocState {
         };
         match m.out.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(
-                    "{}: outgoing queue full; disconnecting this slow client",
-                    m.name
-                );
-                self.kick(
-                    session,
-                    ErrorCode::TooSlow,
-                    "you fell too far behind; reconnect to catch up".into(),
-                );
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.deliver_failed(session),
             Err(mpsc::error::TrySendError::Closed(_)) => self.leave(session),
+        }
+    }
+
+    fn deliver_failed(&mut self, session: u64) {
+        if let Some(m) = self.members.get(&session) {
+            tracing::warn!(
+                "{}: outgoing queue full; disconnecting this slow client",
+                m.name
+            );
+            self.kick(
+                session,
+                ErrorCode::TooSlow,
+                "you fell too far behind; reconnect to catch up".into(),
+            );
         }
     }
 
@@ -497,7 +500,7 @@ impl DocState {
         let name = self.name.clone();
         let text = self.doc.text().clone();
         let revision = self.doc.revision();
-        let history: Vec<Committed> = self.doc.history().cloned().collect();
+        let history = journal_tail(self.doc.history());
         let result = tokio::task::spawn_blocking(move || {
             let compacted = storage.compact(&name, &text, revision, &history);
             (journal, compacted)
