@@ -260,38 +260,25 @@ async fn hostile_input_is_refused_and_harms_nobody() {
     // After a valid join: garbage, an oversized frame, a future base revision, an edit
     // past the end, a second join.
     let len = text.chars().count();
-    let cases: Vec<(ErrorCode, Box<dyn Fn() -> Vec<u8>>)> = vec![
-        (ErrorCode::Malformed, Box::new(|| frame(&[0xff; 64]))),
-        (
-            ErrorCode::Malformed,
-            Box::new(|| (64u32 << 20).to_be_bytes().to_vec()),
-        ),
+    let change = |base_revision: u64, op: TextOperation| {
+        frame(&postcard_bytes(&ClientMsg::Change {
+            base_revision,
+            seq: 1,
+            op,
+        }))
+    };
+    let cases: Vec<(ErrorCode, Vec<u8>)> = vec![
+        (ErrorCode::Malformed, frame(&[0xff; 64])),
+        (ErrorCode::Malformed, (64u32 << 20).to_be_bytes().to_vec()),
         (
             ErrorCode::FutureRevision,
-            Box::new(move || {
-                let op = TextOperation::splice(len, 0, 0, "evil").unwrap();
-                frame(&postcard_bytes(&ClientMsg::Change {
-                    base_revision: 999,
-                    seq: 1,
-                    op,
-                }))
-            }),
+            change(999, TextOperation::splice(len, 0, 0, "evil").unwrap()),
         ),
         (
             ErrorCode::BadChange,
-            Box::new(move || {
-                let op = TextOperation::splice(len + 5, len + 2, 3, "").unwrap();
-                frame(&postcard_bytes(&ClientMsg::Change {
-                    base_revision: 1,
-                    seq: 1,
-                    op,
-                }))
-            }),
+            change(1, TextOperation::splice(len + 5, len + 2, 3, "").unwrap()),
         ),
-        (
-            ErrorCode::NotJoined,
-            Box::new(move || frame(&postcard_bytes(&join("h")))),
-        ),
+        (ErrorCode::NotJoined, frame(&postcard_bytes(&join("h")))),
     ];
     for (i, (expected, bytes)) in cases.iter().enumerate() {
         let mut conn = raw_connect(port).await;
@@ -301,7 +288,7 @@ async fn hostile_input_is_refused_and_harms_nobody() {
             matches!(snapshot, ServerMsg::Snapshot { .. }),
             "case {i}: {snapshot:?}"
         );
-        let raw = bytes();
+        let raw = bytes;
         conn.stream().writable().await.unwrap();
         let mut written = 0;
         while written < raw.len() {
