@@ -29,3 +29,4 @@ pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod trace;

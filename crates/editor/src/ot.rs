@@ -294,6 +294,116 @@ impl TextOperation {
     }
 }
 
+impl TextOperation {
+    /// [`compose`](Self::compose) that consumes `self` and moves its inserted strings
+    /// instead of copying them, so folding keystrokes one by one into a growing buffer
+    /// costs O(components), not O(buffered text), per keystroke.
+    pub fn compose_owned(self, next: &TextOperation) -> Result<TextOperation, OtError> {
+        if self.target_len != next.base_len {
+            return Err(OtError::LengthMismatch {
+                expected: next.base_len,
+                actual: self.target_len,
+            });
+        }
+        let mut out = TextOperation::new();
+        out.ops.reserve(self.ops.len() + next.ops.len());
+        let mut a_iter = self.ops.into_iter().map(|c| match c {
+            Component::Insert(s) => {
+                let n = char_len(&s);
+                Owned::Insert(s, n)
+            }
+            Component::Retain(n) => Owned::Retain(n),
+            Component::Delete(n) => Owned::Delete(n),
+        });
+        let mut b_iter = next.ops.iter().map(Head::from);
+        let (mut a, mut b) = (a_iter.next(), b_iter.next());
+        loop {
+            match (a.take(), b) {
+                (None, None) => break,
+                (Some(Owned::Delete(n)), head) => {
+                    out.delete(n);
+                    a = a_iter.next();
+                    b = head;
+                }
+                (head, Some(Head::Insert(s, _))) => {
+                    out.insert(s);
+                    a = head;
+                    b = b_iter.next();
+                }
+                (None, _) | (_, None) => return Err(OtError::Overflow),
+                (Some(Owned::Retain(x)), Some(Head::Retain(y))) => {
+                    let n = x.min(y);
+                    out.retain(n);
+                    a = if x > n {
+                        Some(Owned::Retain(x - n))
+                    } else {
+                        a_iter.next()
+                    };
+                    b = shrink(b, n, &mut b_iter);
+                }
+                (Some(Owned::Retain(x)), Some(Head::Delete(y))) => {
+                    let n = x.min(y);
+                    out.delete(n);
+                    a = if x > n {
+                        Some(Owned::Retain(x - n))
+                    } else {
+                        a_iter.next()
+                    };
+                    b = shrink(b, n, &mut b_iter);
+                }
+                (Some(Owned::Insert(mut s, len)), Some(Head::Delete(y))) => {
+                    let n = len.min(y);
+                    a = if len > n {
+                        let at = s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+                        s.drain(..at);
+                        Some(Owned::Insert(s, len - n))
+                    } else {
+                        a_iter.next()
+                    };
+                    b = shrink(b, n, &mut b_iter);
+                }
+                (Some(Owned::Insert(mut s, len)), Some(Head::Retain(y))) => {
+                    let n = len.min(y);
+                    if len > n {
+                        let at = s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+                        let rest = s.split_off(at);
+                        out.insert_owned(s, n);
+                        a = Some(Owned::Insert(rest, len - n));
+                    } else {
+                        out.insert_owned(s, len);
+                        a = a_iter.next();
+                    }
+                    b = shrink(b, n, &mut b_iter);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`insert`](Self::insert) of an owned string of `chars` characters, without copying
+    /// it when it starts a new component.
+    fn insert_owned(&mut self, text: String, chars: usize) {
+        if text.is_empty() {
+            return;
+        }
+        match self.ops.last() {
+            Some(Component::Insert(_)) | Some(Component::Delete(_)) => self.insert(&text),
+            _ => {
+                self.target_len = self.target_len.saturating_add(chars);
+                self.ops.push(Component::Insert(text));
+                self
+            }
+        };
+    }
+}
+
+/// An owned component being consumed by [`TextOperation::compose_owned`].
+enum Owned {
+    Retain(usize),
+    Insert(String, usize),
+    Delete(usize),
+}
+
 /// The unconsumed rest of a component while walking two operations side by side.
 #[derive(Clone, Copy)]
 enum Head<'a> {
@@ -513,6 +623,23 @@ mod tests {
             TextOperation::from_components(comps),
             Err(OtError::Overflow)
         );
+    }
+
+    #[test]
+    fn compose_owned_matches_compose() {
+        let doc = "héllo wörld";
+        let a = op(doc, 2, 3, "ABCDÉ");
+        let mid = a.apply_str(doc).unwrap();
+        for (pos, del, ins) in [
+            (0, 0, "x"),
+            (3, 2, "yz"),
+            (4, 5, ""),
+            (7, 0, "end"),
+            (2, 5, ""),
+        ] {
+            let b = op(&mid, pos, del, ins);
+            assert_eq!(a.clone().compose_owned(&b).unwrap(), a.compose(&b).unwrap());
+        }
     }
 
     #[test]

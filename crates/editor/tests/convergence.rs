@@ -402,6 +402,7 @@ proptest! {
         prop_assert_eq!(&left, &right);
         let c = random_op(a.target_len(), &[(1, 2), (0, 3), (2, 1)], "Z");
         let composed = a.compose(&c).unwrap();
+        prop_assert_eq!(&a.clone().compose_owned(&c).unwrap(), &composed);
         prop_assert_eq!(
             composed.apply_str(&doc).unwrap(),
             c.apply_str(&a.apply_str(&doc).unwrap()).unwrap()

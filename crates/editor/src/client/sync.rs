@@ -1,8 +1,10 @@
 //! The client's half of the consistency protocol, as a pure state machine.
 //!
 //! This is the ot.js / Jupiter client: the local text is the server's revision plus, on
-//! top, at most one change in flight (sent, not yet acknowledged) and one buffer (every
-//! later local edit composed into a single operation). Local edits apply at once; a remote
+//! top, at most one change in flight (sent, not yet acknowledged) and a buffer of later
+//! local edits, composed into one change when it is sent. (The buffer is kept as a list
+//! and composed pairwise at send time: composing keystroke by keystroke into one growing
+//! operation costs O(components) per keystroke, quadratic while the server is slow.) Local edits apply at once; a remote
 //! change is transformed against the in-flight change and then the buffer before it is
 //! applied, so local typing never waits for the network.
 //!
@@ -73,7 +75,7 @@ pub struct SyncClient {
     text: Rope,
     next_seq: u64,
     inflight: Option<InFlight>,
-    buffer: Option<TextOperation>,
+    buffer: Vec<TextOperation>,
     link: Link,
     participants: BTreeMap<u64, Participant>,
     selection: Option<Selection>,
@@ -90,7 +92,7 @@ impl SyncClient {
             text: Rope::new(),
             next_seq: 1,
             inflight: None,
-            buffer: None,
+            buffer: Vec::new(),
             link: Link::Disconnected,
             participants: BTreeMap::new(),
             selection: None,
@@ -115,7 +117,7 @@ impl SyncClient {
 
     /// True while some local edit has not been acknowledged.
     pub fn has_pending(&self) -> bool {
-        self.inflight.is_some() || self.buffer.is_some()
+        self.inflight.is_some() || !self.buffer.is_empty()
     }
 
     /// True between a snapshot/catch-up and the next disconnect.
@@ -161,10 +163,7 @@ impl SyncClient {
         for p in self.participants.values_mut() {
             p.transform(&op);
         }
-        self.buffer = Some(match self.buffer.take() {
-            Some(buffer) => buffer.compose(&op)?,
-            None => op,
-        });
+        self.buffer.push(op);
         Ok(self.flush())
     }
 
@@ -203,7 +202,7 @@ impl SyncClient {
                 self.text = Rope::from_str(&text);
                 self.revision = Some(revision);
                 self.inflight = None;
-                self.buffer = None;
+                self.buffer.clear();
                 self.set_participants(participants);
                 self.selection = self.selection.map(|s| s.clamp(self.text.len_chars()));
                 self.link = Link::Joined;
@@ -300,9 +299,9 @@ impl SyncClient {
             f.op = mine;
             op = theirs;
         }
-        if let Some(buffer) = self.buffer.take() {
-            let (mine, theirs) = transform(&buffer, &op, ours_first)?;
-            self.buffer = Some(mine);
+        for buffered in &mut self.buffer {
+            let (mine, theirs) = transform(buffered, &op, ours_first)?;
+            *buffered = mine;
             op = theirs;
         }
         op.apply(&mut self.text)?;
@@ -322,11 +321,19 @@ impl SyncClient {
 
     /// Sends the buffer when nothing is in flight and we are joined.
     fn flush(&mut self) -> Option<ClientMsg> {
-        if self.link != Link::Joined || self.inflight.is_some() {
+        if self.link != Link::Joined || self.inflight.is_some() || self.buffer.is_empty() {
             return None;
         }
-        let op = self.buffer.take()?;
         let base_revision = self.revision?;
+        let op = match compose_all(std::mem::take(&mut self.buffer)) {
+            Ok(op) => op,
+            Err(e) => {
+                // Cannot happen: each buffered edit was applied to the text after the
+                // previous one, so their lengths chain.
+                tracing::error!("cannot compose buffered edits: {e}");
+                return None;
+            }
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.inflight = Some(InFlight {
@@ -357,7 +364,7 @@ impl SyncClient {
         if let Some(f) = &self.inflight {
             sel = sel.clamp(f.op.base_len()).transform(&f.op, true);
         }
-        if let Some(b) = &self.buffer {
+        for b in &self.buffer {
             sel = sel.clamp(b.base_len()).transform(b, true);
         }
         sel.clamp(self.text.len_chars())
@@ -373,4 +380,21 @@ impl SyncClient {
             self.participants.insert(p.id, p);
         }
     }
+}
+
+/// Composes consecutive operations into one, pairwise (a balanced tree of compositions),
+/// so n scattered edits cost O(n log n) rather than O(n²).
+fn compose_all(mut ops: Vec<TextOperation>) -> Result<TextOperation, OtError> {
+    while ops.len() > 1 {
+        let mut next = Vec::with_capacity(ops.len().div_ceil(2));
+        let mut it = ops.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => a.compose_owned(&b)?,
+                None => a,
+            });
+        }
+        ops = next;
+    }
+    Ok(ops.pop().unwrap_or_default())
 }
