@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::bin_path;
-use e2e::p2p::{log_lists, log_time, Cluster, HANG_GUARD};
+use e2e::p2p::{last_leader, log_lists, log_time, wait_agreement, Cluster, NsCluster, HANG_GUARD};
 
 /// Seconds since midnight UTC now, comparable with log timestamps.
 fn now_of_day() -> f64 {
@@ -139,7 +139,7 @@ fn seven_nodes_losing_the_two_lowest_elect_the_third() {
         cluster.logs()
     );
     let log = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[3, 4, 5, 6, 7]));
-    assert!(log.is_some(), "{}", cluster.read_log());
+    assert!(log.is_some(), "{}\n{}", cluster.read_log(), cluster.logs());
 }
 
 #[test]
@@ -320,4 +320,72 @@ fn console_answers_leader_peers_files_get_and_quit() {
         .node(1)
         .wait_for("Node 1 disconnected from Node 2.", HANG_GUARD)
         .is_some());
+}
+
+#[test]
+fn partitions_in_network_namespaces_heal_to_one_leader_and_one_index() {
+    let Some(mut ns) = NsCluster::try_new("p2ppart", 3) else {
+        return;
+    };
+    for id in [1, 2, 3] {
+        ns.start(id);
+    }
+    let all = [1, 2, 3];
+    wait_agreement(&ns.procs(&all), 1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no leader\n{}", ns.logs()));
+    assert!(ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &all)).is_some());
+    let before = last_leader(&ns.nodes[&2]).unwrap();
+
+    // Cut a non-leader: the rest keep their leader and drop it from the index; it leads a
+    // partition of one and says so.
+    ns.cut(3);
+    assert!(
+        ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &[1, 2]))
+            .is_some(),
+        "node 3 not dropped:\n{}\n{}",
+        ns.read_log(1),
+        ns.logs()
+    );
+    assert!(ns.nodes[&3]
+        .wait_for("lost its leader Node 1", HANG_GUARD)
+        .is_some());
+    wait_agreement(&ns.procs(&[3]), 3, HANG_GUARD)
+        .unwrap_or_else(|| panic!("node 3 does not lead itself\n{}", ns.logs()));
+    assert_eq!(
+        last_leader(&ns.nodes[&2]),
+        Some(before),
+        "node 2 changed leader"
+    );
+
+    // Restore: one leader (the lowest) and one whole index, within timeout + 1 s.
+    let restored = Instant::now();
+    ns.restore(3);
+    wait_agreement(&ns.procs(&all), 1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no single leader after healing\n{}", ns.logs()));
+    assert!(ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &all)).is_some());
+    let healed = restored.elapsed();
+    assert!(
+        healed < Duration::from_secs(2),
+        "healing took {healed:?}\n{}",
+        ns.logs()
+    );
+
+    // Cut the leader: the rest elect the next lowest; the old leader leads itself.
+    let cut_at = Instant::now();
+    ns.cut(1);
+    wait_agreement(&ns.procs(&[2, 3]), 2, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no new leader\n{}", ns.logs()));
+    let took = cut_at.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "silent failover took {took:?}"
+    );
+    assert!(ns
+        .wait_log(2, HANG_GUARD, |t| log_lists(t, &[2, 3]))
+        .is_some());
+    wait_agreement(&ns.procs(&[1]), 1, HANG_GUARD).unwrap();
+    ns.restore(1);
+    wait_agreement(&ns.procs(&all), 1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("node 1 did not take over\n{}", ns.logs()));
+    assert!(ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &all)).is_some());
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::netns::Netns;
 use crate::process::{bin_path, Proc};
 
 /// Guards against hangs only; behaviour is asserted separately.
@@ -76,6 +77,34 @@ pub fn log_time(line: &str) -> Option<f64> {
     let m: f64 = parts.next()?.parse().ok()?;
     let s: f64 = parts.next()?.parse().ok()?;
     Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The last `Leader elected` line a node logged.
+pub fn last_leader(proc: &Proc) -> Option<LeaderLine> {
+    proc.stderr_lines()
+        .iter()
+        .rev()
+        .find_map(|l| parse_leader_line(l))
+}
+
+/// Waits until the last leader line of every one of `procs` names `leader` with one term;
+/// returns the lines, or None after `timeout`.
+pub fn wait_agreement(procs: &[&Proc], leader: u32, timeout: Duration) -> Option<Vec<LeaderLine>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let lines: Vec<Option<LeaderLine>> = procs.iter().map(|p| last_leader(p)).collect();
+        let first_term = lines.first().copied().flatten().map(|l| l.term);
+        let agreed = lines
+            .iter()
+            .all(|l| l.is_some_and(|l| l.leader == leader && Some(l.term) == first_term));
+        if agreed {
+            return Some(lines.into_iter().flatten().collect());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A cluster of `p2p-node` processes sharing one `Peer_files.log`.
@@ -152,33 +181,14 @@ impl Cluster {
 
     /// The last `Leader elected` line of node `id`.
     pub fn leader_of(&self, id: u32) -> Option<LeaderLine> {
-        self.nodes[&id]
-            .stderr_lines()
-            .iter()
-            .rev()
-            .find_map(|l| parse_leader_line(l))
+        last_leader(&self.nodes[&id])
     }
 
     /// Waits until every running node's last leader line names `leader` with one term;
     /// returns the lines, or None after `timeout`.
     pub fn wait_agreement(&self, leader: u32, timeout: Duration) -> Option<Vec<LeaderLine>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let lines: Vec<Option<LeaderLine>> =
-                self.nodes.keys().map(|&id| self.leader_of(id)).collect();
-            let agreed = lines.iter().all(|l| l.is_some_and(|l| l.leader == leader))
-                && lines
-                    .iter()
-                    .flatten()
-                    .all(|l| Some(l.term) == lines[0].map(|f| f.term));
-            if agreed {
-                return Some(lines.into_iter().flatten().collect());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let procs: Vec<&Proc> = self.nodes.values().collect();
+        wait_agreement(&procs, leader, timeout)
     }
 
     /// Every node's stderr, for failure messages.
@@ -228,4 +238,122 @@ pub fn log_lists(text: &str, ids: &[u32]) -> bool {
 /// A file name inside `dir`.
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// Nodes as hosts in their own network namespaces (10.77.0.ID/24), each joined by a veth
+/// pair to a bridge in a hub namespace, so a test can cut one node's link (link down on
+/// the bridge side) and restore it. Each node writes its own index log. Needs root.
+pub struct NsCluster {
+    // Processes first: they must die before their namespaces are deleted.
+    pub nodes: BTreeMap<u32, Proc>,
+    pub hosts: BTreeMap<u32, Netns>,
+    pub hub: Netns,
+    pub root: TempRoot,
+    pub n: u32,
+}
+
+impl NsCluster {
+    /// None (after printing why) when namespaces cannot be made here.
+    pub fn try_new(tag: &str, n: u32) -> Option<NsCluster> {
+        let hub = Netns::try_new(&format!("{tag}-hub"))?;
+        hub.ip(&["link", "add", "br0", "type", "bridge", "forward_delay", "0"]);
+        hub.ip(&["link", "set", "br0", "up"]);
+        let mut hosts = BTreeMap::new();
+        for id in 1..=n {
+            let ns = Netns::try_new(&format!("{tag}-{id}"))?;
+            let side = format!("hv{id}");
+            hub.ip(&[
+                "link", "add", &side, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+            ]);
+            hub.ip(&["link", "set", &side, "master", "br0"]);
+            hub.ip(&["link", "set", &side, "up"]);
+            ns.ip(&["addr", "add", &format!("10.77.0.{id}/24"), "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+            hosts.insert(id, ns);
+        }
+        let root = TempRoot::new(tag);
+        for id in 1..=n {
+            let dir = root.0.join(format!("Node{id}"));
+            std::fs::create_dir_all(&dir).expect("node dir");
+            std::fs::write(
+                dir.join(format!("from-node-{id}.txt")),
+                format!("node {id}\n"),
+            )
+            .expect("seed file");
+        }
+        Some(NsCluster {
+            nodes: BTreeMap::new(),
+            hosts,
+            hub,
+            root,
+            n,
+        })
+    }
+
+    pub fn log_path(&self, id: u32) -> PathBuf {
+        self.root.0.join(format!("Node{id}.log"))
+    }
+
+    pub fn read_log(&self, id: u32) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    /// Waits until node `id`'s index log satisfies `ok`.
+    pub fn wait_log(
+        &self,
+        id: u32,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.read_log(id);
+            if ok(&text) {
+                return Some(text);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn start(&mut self, id: u32) {
+        let mut args = vec!["--id".to_owned(), id.to_string()];
+        for peer in 1..=self.n {
+            args.push("--peer".into());
+            args.push(format!("{peer}=10.77.0.{peer}:9000"));
+        }
+        args.push("--dir".into());
+        args.push(self.root.0.join(format!("Node{id}")).display().to_string());
+        args.push("--index-log".into());
+        args.push(self.log_path(id).display().to_string());
+        let bin = bin_path("p2p-node").display().to_string();
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cmd = self.hosts[&id].command(&bin, &arg_refs);
+        let proc = Proc::spawn(&format!("node{id}"), cmd);
+        proc.listening_port();
+        self.nodes.insert(id, proc);
+    }
+
+    /// Link down on the bridge side of node `id`'s cable.
+    pub fn cut(&self, id: u32) {
+        self.hub.ip(&["link", "set", &format!("hv{id}"), "down"]);
+    }
+
+    pub fn restore(&self, id: u32) {
+        self.hub.ip(&["link", "set", &format!("hv{id}"), "up"]);
+    }
+
+    pub fn procs(&self, ids: &[u32]) -> Vec<&Proc> {
+        ids.iter().map(|id| &self.nodes[id]).collect()
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(id, p)| format!("--- node {id} ---\n{}", p.stderr_text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }

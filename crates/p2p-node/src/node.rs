@@ -130,10 +130,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
             },
             Some(files) = files_rx.recv() => node.on_local_files(files),
             Some((command, reply)) = console_rx.recv() => node.on_console(command, reply),
-            _ = maintenance.tick() => {
-                let term = node.election.max_term();
-                node.peers.maintain(Instant::now(), term);
-            }
+            _ = maintenance.tick() => node.maintain(),
         }
     }
     node.peers.close_all();
@@ -186,6 +183,7 @@ impl Node {
                     self.publish_index();
                 } else {
                     self.index = None;
+                    self.log_tx.send_replace(None);
                     self.report_files();
                 }
             }
@@ -215,6 +213,20 @@ impl Node {
                     self.drop_from_index(peer);
                 }
             }
+        }
+    }
+
+    /// Periodic upkeep of the links: redial (leader), close lingering non-leader links
+    /// (follower).
+    fn maintain(&mut self) {
+        let term = self.election.max_term();
+        let closed = self.peers.maintain(Instant::now(), term);
+        let mut work = VecDeque::new();
+        for peer in closed {
+            self.link_gone(peer, "only the link to the leader stays", &mut work);
+        }
+        for input in work {
+            self.input(input);
         }
     }
 
@@ -296,6 +308,11 @@ impl Node {
                         self.me
                     );
                     self.input(Input::Connected { peer, term });
+                    if self.election.leader() == Some(peer) {
+                        // A new link to our leader may replace one whose queued report was
+                        // lost with it (simultaneous dials): report again.
+                        self.report_files();
+                    }
                 }
             }
             PeerEvent::Message { peer, msg, .. } => self.on_message(peer, msg),
@@ -511,26 +528,51 @@ async fn scan_loop(
 }
 
 /// Writes the newest rendering of the cluster index to `path`, atomically, coalescing
-/// renderings that arrive while a write is in progress.
+/// renderings that arrive while a write is in progress. `None` means this node does not
+/// lead: nothing is written.
+///
+/// Several nodes may share one log path (the original's single `Peer_files.log`). A leader
+/// that just stepped down can finish a slow write (fsync) after the new leader's, so every
+/// second the current leader checks that the file still holds its rendering and rewrites
+/// it if not.
 async fn log_writer(
     path: PathBuf,
     tag: String,
     mut renderings: watch::Receiver<Option<String>>,
     token: tokio_util::sync::CancellationToken,
 ) {
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let repair = tokio::select! {
             _ = token.cancelled() => return,
-            changed = renderings.changed() => if changed.is_err() { return },
-        }
+            changed = renderings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                false
+            }
+            _ = check.tick() => true,
+        };
         let Some(text) = renderings.borrow_and_update().clone() else {
             continue;
         };
         let (path2, tag2) = (path.clone(), tag.clone());
-        let written =
-            tokio::task::spawn_blocking(move || write_atomic(&path2, text.as_bytes(), &tag2)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            if repair && std::fs::read(&path2).is_ok_and(|on_disk| on_disk == text.as_bytes()) {
+                return Ok(false);
+            }
+            write_atomic(&path2, text.as_bytes(), &tag2).map(|()| true)
+        })
+        .await;
         match written {
-            Ok(Ok(())) => tracing::debug!("wrote {}", path.display()),
+            Ok(Ok(true)) if repair => {
+                tracing::info!(
+                    "{} was overwritten by another node; rewrote it",
+                    path.display()
+                )
+            }
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("cannot write {}: {e}", path.display()),
             Err(_) => tracing::warn!("writing {} failed", path.display()),
         }

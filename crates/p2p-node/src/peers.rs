@@ -46,6 +46,9 @@ pub const MAX_PENDING_ACCEPTS: usize = 64;
 /// Redial backoff of a leader keeping links to every node: first and largest delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long a follower keeps a link to a node other than its leader (one that completed
+/// after the election, carrying an `Election`/`Alive` exchange) before closing it.
+pub const STAR_LINGER: Duration = Duration::from_secs(1);
 
 type NodeConnection = Connection<Message>;
 
@@ -107,6 +110,7 @@ pub enum Verdict {
 #[derive(Debug)]
 struct Link {
     id: LinkId,
+    since: Instant,
     addr: SocketAddr,
     outbound: bool,
     tx: mpsc::Sender<Message>,
@@ -153,6 +157,8 @@ pub struct Peers {
     dialing: BTreeSet<NodeId>,
     queued: BTreeMap<NodeId, VecDeque<Message>>,
     dial_all: bool,
+    /// The leader whose link alone a follower keeps (star topology).
+    star: Option<NodeId>,
     backoff: BTreeMap<NodeId, (Instant, Duration)>,
     accept_slots: Arc<Semaphore>,
 }
@@ -176,6 +182,7 @@ impl Peers {
             dialing: BTreeSet::new(),
             queued: BTreeMap::new(),
             dial_all: false,
+            star: None,
             backoff: BTreeMap::new(),
             accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
         }
@@ -315,6 +322,7 @@ impl Peers {
             peer,
             Link {
                 id: link,
+                since: Instant::now(),
                 addr,
                 outbound,
                 tx,
@@ -369,6 +377,7 @@ impl Peers {
     /// Returns the peers whose links were closed.
     pub fn keep_only(&mut self, leader: NodeId) -> Vec<NodeId> {
         self.dial_all = false;
+        self.star = Some(leader);
         let others: Vec<NodeId> = self
             .links
             .keys()
@@ -381,12 +390,26 @@ impl Peers {
     /// A leader keeps a link to every node.
     pub fn set_dial_all(&mut self, on: bool) {
         self.dial_all = on;
+        if on {
+            self.star = None;
+        }
     }
 
-    /// Redials missing nodes (when leading), honouring each one's backoff.
-    pub fn maintain(&mut self, now: Instant, term: Term) {
+    /// Redials missing nodes (when leading), honouring each one's backoff; as a follower,
+    /// closes links to non-leaders older than [`STAR_LINGER`]. Returns the peers whose
+    /// links were closed.
+    pub fn maintain(&mut self, now: Instant, term: Term) -> Vec<NodeId> {
+        if let Some(leader) = self.star {
+            let stale: Vec<NodeId> = self
+                .links
+                .iter()
+                .filter(|(&p, l)| p != leader && now.duration_since(l.since) >= STAR_LINGER)
+                .map(|(&p, _)| p)
+                .collect();
+            return stale.into_iter().filter(|&p| self.close(p)).collect();
+        }
         if !self.dial_all {
-            return;
+            return Vec::new();
         }
         for peer in self.cluster.ids() {
             if peer == self.me || self.links.contains_key(&peer) {
@@ -397,6 +420,7 @@ impl Peers {
             }
             self.dial(peer, term);
         }
+        Vec::new()
     }
 
     /// Closes every link (shutdown).
