@@ -7,13 +7,24 @@
 #        DURATION=10s bench/echo.sh
 # Needs: cargo, gcc, python3. All traffic stays on loopback.
 #
-# Each row runs four times in the order ours, ref, ref, ours (ABBA), so a drift in the load
-# other processes put on the machine hits both servers alike; the table reports the totals
-# (msgs/s = all messages / all seconds) and the mean p50/p99 of the two runs.
+# Each row runs ROUNDS (default 2) times in the order ours, ref, ref, ours (ABBA), so a
+# drift in the load other processes put on the machine hits both servers alike; the table
+# reports each server's median over its runs (msgs/s, p50, p99).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-3s}
+ROUNDS=${ROUNDS:-2}
+# PIN=1 (default): servers on CPU 0, load driver on CPU 1. Unpinned, the scheduler sometimes
+# puts client and server on one core (loopback RTT ~20 us) and sometimes splits them (~60 us,
+# cross-CPU wake-ups), and that coin flip swamps any difference between the servers.
+PIN=${PIN:-1}
+SERVER_PIN=() CLIENT_PIN=()
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_PIN=(taskset -c 0) CLIENT_PIN=(taskset -c 1)
+else
+  PIN=0
+fi
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d)
 trap 'kill $OURS_PID $REF_PID 2>/dev/null || true; rm -rf "$OUT"' EXIT
@@ -32,9 +43,9 @@ while [ "$REF_PORT" = "$OURS_PORT" ]; do REF_PORT=$(free_port); done
 
 # Our server as shipped, except the UDP per-source rate limit (1000/s by default), which
 # would otherwise be what the UDP row measures: every datagram here comes from one address.
-RUST_LOG=warn "$SERVER" --port "$OURS_PORT" --udp-rate 0 2>"$OUT/ours.log" &
+RUST_LOG=warn "${SERVER_PIN[@]}" "$SERVER" --port "$OURS_PORT" --udp-rate 0 2>"$OUT/ours.log" &
 OURS_PID=$!
-"$OUT/echo_ref" "$REF_PORT" 2>"$OUT/ref.log" &
+"${SERVER_PIN[@]}" "$OUT/echo_ref" "$REF_PORT" 2>"$OUT/ref.log" &
 REF_PID=$!
 sleep 1
 
@@ -54,13 +65,16 @@ ROWS=(
 )
 
 : >"$OUT/results.jsonl"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for row in "${ROWS[@]}"; do
   IFS='|' read -r name host flags <<<"$row"
-  for which in ours ref ref ours; do
+  order=()
+  for _ in $(seq "$ROUNDS"); do order+=(ours ref ref ours); done
+  for which in "${order[@]}"; do
     if [ "$which" = ours ]; then port=$OURS_PORT pid=$OURS_PID; else port=$REF_PORT pid=$REF_PID; fi
     before=$(cpu_ticks "$pid")
     # shellcheck disable=SC2086
-    json=$("$CLIENT" "$host" --port "$port" --bench --duration "$DURATION" --json $flags 2>/dev/null)
+    json=$("${CLIENT_PIN[@]}" "$CLIENT" "$host" --port "$port" --bench --duration "$DURATION" --json $flags 2>/dev/null)
     after=$(cpu_ticks "$pid")
     echo "$name over $host, $which: $json" >&2
     python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(row=sys.argv[2], host=sys.argv[3], server=sys.argv[4], server_cpu_ticks=int(sys.argv[5])); print(json.dumps(d))' \
@@ -68,9 +82,11 @@ for row in "${ROWS[@]}"; do
   done
 done
 
-python3 - "$OUT/results.jsonl" "$DURATION" "$(getconf CLK_TCK)" <<'PY'
-import json, os, platform, re, subprocess, sys
-path, duration, clk_tck = sys.argv[1], sys.argv[2], int(sys.argv[3])
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$OUT/results.jsonl" "$DURATION" "$(getconf CLK_TCK)" "$ROUNDS" "$LOAD_START" "$LOAD_END" "$PIN" <<'PY'
+import json, os, platform, re, statistics, sys
+path, duration, clk_tck, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+load_start, load_end, pinned = sys.argv[5], sys.argv[6], sys.argv[7] == "1"
 results = [json.loads(line) for line in open(path)]
 by_key = {}
 for r in results:
@@ -78,14 +94,12 @@ for r in results:
     runs = by_key.setdefault(key, [])
     runs.append(r)
 def combine(runs):
-    seconds = sum(r["duration_s"] for r in runs)
-    messages = sum(r["messages"] for r in runs)
-    mean = lambda k: sum(r[k] for r in runs) / len(runs)
+    median = lambda k: statistics.median(r[k] for r in runs)
     return {
-        "messages": messages,
-        "msgs_per_sec": messages / max(seconds, 1e-9),
-        "p50_us": mean("p50_us"),
-        "p99_us": mean("p99_us"),
+        "messages": sum(r["messages"] for r in runs),
+        "msgs_per_sec": median("msgs_per_sec"),
+        "p50_us": median("p50_us"),
+        "p99_us": median("p99_us"),
         "errors": sum(r["errors"] for r in runs),
         "server_cpu_ticks": sum(r["server_cpu_ticks"] for r in runs),
     }
@@ -101,17 +115,21 @@ def cpu_us_per_msg(r):
 lines = [
     "## echo",
     "",
-    "Command: `bench/echo.sh` (release build; each row runs ours, ref, ref, ours for `DURATION=%s` each; "
-    "msgs/s over all runs, p50/p99 the mean of a server's two runs). "
-    "Machine: %d vCPU (%s), %d GiB RAM, Linux %s; client, server and reference share the "
-    "2 cores. Load driver for both servers: `echo-client HOST --bench --json` "
+    "Command: `bench/echo.sh` (release build; each row runs ours, ref, ref, ours, %d times over, "
+    "`DURATION=%s` per run; figures are each server's median over its %d runs). "
+    "Machine: %d vCPU (%s), %d GiB RAM, Linux %s; %s. Load driver for both servers: `echo-client HOST --bench --json` "
     "(each connection sends a message and waits for its echo, in a loop). Reference: "
     "`bench/echo_ref.c`, a single-threaded C epoll echo server built with `gcc -O2`, run in "
     "the same script. Ours runs as shipped except `--udp-rate 0` (the default 1000/s per "
     "source limit would otherwise be what the UDP rows measure). "
     "Ratio = ours / reference (goal: msgs/s ratio >= 0.9 and p50 ratio <= 1.2). "
-    "Server CPU = server process CPU time per echoed message."
-    % (duration, os.cpu_count(), cpu, mem_gib, platform.release()),
+    "Server CPU = server process CPU time per echoed message. Load average (1/5/15 min) "
+    "from other work on the machine: %s at the start, %s at the end."
+    % (rounds, duration, 2 * rounds, os.cpu_count(), cpu, mem_gib, platform.release(),
+       "servers pinned to CPU 0 and the load driver to CPU 1 (`taskset`; each server therefore "
+       "has one core, like the single-threaded reference)" if pinned else
+       "nothing pinned: client, server and reference share the cores as the scheduler likes",
+       load_start, load_end),
     "",
     "| row | over | ours msgs/s | ref msgs/s | ratio | ours p50 / p99 µs | ref p50 / p99 µs | p50 ratio | server CPU µs/msg ours / ref | errors |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

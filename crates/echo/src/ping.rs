@@ -114,9 +114,19 @@ impl Prober {
                         .await
                         .map_err(|e| EchoError::closed_or_io(peer, e, *received, end))
                 };
+                // A probe cut off half-written would put the stream out of step: a server
+                // that does not even take 'size' bytes in time is an error, not a loss.
                 match tokio::time::timeout_at(deadline, sent).await {
                     Ok(result) => result?,
-                    Err(_) => return Ok(false),
+                    Err(_) => {
+                        return Err(EchoError::io(
+                            format!("server {peer} stopped reading"),
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("probe seq={} could not be sent in time", seq + 1),
+                            ),
+                        ))
+                    }
                 }
                 while *received < end {
                     let read = match tokio::time::timeout_at(deadline, stream.read(buf)).await {
