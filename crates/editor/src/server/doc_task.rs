@@ -31,6 +31,9 @@ const MAX_BATCH: usize = 1024;
 /// Compact when the journal grows past this, whatever the timer says.
 const MAX_JOURNAL_BYTES: u64 = 32 * 1024 * 1024;
 
+/// A journal buffer grown past this by a large batch is freed rather than kept.
+const MAX_KEPT_RECORD_BUFFER: usize = 256 * 1024;
+
 /// A catch-up larger than this (estimated bytes) is replaced by a snapshot.
 const MAX_CATCHUP_BYTES: usize = MAX_FRAME / 2;
 
@@ -278,7 +281,10 @@ impl DocState {
         match written {
             Ok((journal, mut records, Ok(()))) => {
                 records.clear();
-                self.records = records;
+                // Keep the buffer for the next batch unless a big paste inflated it.
+                if records.capacity() <= MAX_KEPT_RECORD_BUFFER {
+                    self.records = records;
+                }
                 self.journal = Some(journal);
             }
             Ok((_, _, Err(e))) => {
