@@ -497,3 +497,33 @@ async fn line_mode_client_appends_and_prints() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid document name"));
 }
+
+/// The server restarts under a client that has unacknowledged edits: the client catches up
+/// from the journal's history (no snapshot, nothing discarded) and its edits land once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_catches_up_across_a_server_restart() {
+    let dir = tempfile_dir();
+    let (mut server, port) = start_server(dir.path(), &[]);
+    let mut a = Client::join(port, "restart", "alice").await;
+    let mut b = Client::join(port, "restart", "bob").await;
+    a.insert(0, "one\n").await;
+    assert!(a.settle(T).await);
+    assert!(b.wait_until(T, |s| s.revision() == Some(1)).await);
+    b.insert(4, "two\n").await;
+    assert!(b.settle(T).await);
+    server.kill9();
+    a.disconnect();
+    a.insert(0, "typed while the server was down\n").await;
+
+    let (_server, port) = start_server(dir.path(), &[]);
+    a.reconnect(port).await;
+    assert!(a.settle(T).await);
+    assert_eq!(
+        a.resets,
+        vec![false],
+        "only the first join may be a snapshot"
+    );
+    assert_eq!(a.text(), "typed while the server was down\none\ntwo\n");
+    let fresh = Client::join(port, "restart", "carol").await;
+    assert_eq!(fresh.text(), a.text());
+}
