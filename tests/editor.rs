@@ -527,3 +527,48 @@ async fn client_catches_up_across_a_server_restart() {
     let fresh = Client::join(port, "restart", "carol").await;
     assert_eq!(fresh.text(), a.text());
 }
+
+/// SIGTERM saves: the `.txt` holds the text and the journal is cut back. An idle document
+/// is unloaded and reloads with its text on the next join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_idle_unload_save_the_text() {
+    let dir = tempfile_dir();
+    let (mut server, port) =
+        start_server(dir.path(), &["--idle-unload", "1", "--save-interval", "1"]);
+    let mut a = Client::join(port, "kept", "alice").await;
+    a.insert(0, "héllo\n").await;
+    assert!(a.settle(T).await);
+    a.disconnect();
+    assert!(
+        server
+            .wait_for("document kept unloaded (idle)", T)
+            .is_some(),
+        "{}",
+        server.stderr_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kept.txt")).unwrap(),
+        "héllo\n"
+    );
+    let mut b = Client::join(port, "kept", "bob").await;
+    assert_eq!(b.text(), "héllo\n");
+    assert_eq!(b.sync.revision(), Some(1));
+    b.insert(6, "wörld\n").await;
+    assert!(b.settle(T).await);
+
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(T).expect("server exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kept.txt")).unwrap(),
+        "héllo\nwörld\n"
+    );
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().all(|f| !f.starts_with('.')),
+        "temp files left: {files:?}"
+    );
+}

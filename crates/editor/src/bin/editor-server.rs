@@ -38,6 +38,9 @@ struct Args {
     /// acknowledged change durable in between).
     #[arg(long, default_value_t = 10)]
     save_interval: u64,
+    /// Seconds a document with no clients stays loaded before it is saved and unloaded.
+    #[arg(long, default_value_t = 60)]
+    idle_unload: u64,
 }
 
 #[tokio::main]
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         max_documents: args.max_documents,
         client_queue: args.client_queue.max(16),
         save_interval: Duration::from_secs(args.save_interval.max(1)),
+        idle_unload: Duration::from_secs(args.idle_unload),
         ..Config::default()
     };
     let shutdown = netutil::Shutdown::new();

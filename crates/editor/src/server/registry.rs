@@ -40,15 +40,16 @@ impl Registry {
     }
 
     /// Joins document `name`, starting its task if needed. The document task puts the
-    /// snapshot or catch-up into the session's queue before this returns.
+    /// snapshot or catch-up into the session's queue before this returns. `Err(None)`: the
+    /// task dropped the request while unloading; try again with a new one.
     pub async fn join(
         self: &Arc<Self>,
         name: &str,
         mut request: JoinRequest,
-    ) -> Result<Joined, (ErrorCode, String)> {
+    ) -> Result<Joined, Option<(ErrorCode, String)>> {
         // A task that is unloading drops joins it has not handled: try again with a new one.
         for _ in 0..3 {
-            let doc = self.handle(name)?;
+            let doc = self.handle(name).map_err(Some)?;
             let (reply_tx, reply_rx) = oneshot::channel();
             request.reply = Some(reply_tx);
             let cmd = DocCmd::Join(Box::new(request));
@@ -63,22 +64,21 @@ impl Registry {
                     continue;
                 }
             }
-            match reply_rx.await {
-                Ok(Ok(())) => return Ok(Joined { doc }),
-                Ok(Err(refused)) => return Err(refused),
+            return match reply_rx.await {
+                Ok(Ok(())) => Ok(Joined { doc }),
+                Ok(Err(refused)) => Err(Some(refused)),
+                // The task dropped the join (it was unloading or failed): the caller
+                // starts over with a fresh request.
                 Err(_) => {
                     self.forget(name, &doc);
-                    return Err((
-                        ErrorCode::Unavailable,
-                        format!("document {name} was closing; try again"),
-                    ));
+                    Err(None)
                 }
-            }
+            };
         }
-        Err((
+        Err(Some((
             ErrorCode::Unavailable,
             format!("document {name} is unavailable"),
-        ))
+        )))
     }
 
     fn handle(self: &Arc<Self>, name: &str) -> Result<mpsc::Sender<DocCmd>, (ErrorCode, String)> {

@@ -100,21 +100,30 @@ pub async fn run(
     }
 
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(registry.config.client_queue);
-    let (kick_tx, mut kick_rx) = oneshot::channel();
-    let request = JoinRequest {
-        session,
-        addr,
-        key,
-        name: name.clone(),
-        known_revision,
-        out: out_tx,
-        kick: kick_tx,
-        reply: None,
-    };
-    let doc = match registry.join(&document, request).await {
-        Ok(joined) => joined.doc,
-        Err((code, reason)) => return refuse(&mut conn, addr, code, reason).await,
+    let mut attempt = 0;
+    let (doc, mut out_rx, mut kick_rx) = loop {
+        let (out_tx, out_rx) = mpsc::channel::<Outgoing>(registry.config.client_queue);
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let request = JoinRequest {
+            session,
+            addr,
+            key,
+            name: name.clone(),
+            known_revision,
+            out: out_tx,
+            kick: kick_tx,
+            reply: None,
+        };
+        match registry.join(&document, request).await {
+            Ok(joined) => break (joined.doc, out_rx, kick_rx),
+            Err(Some((code, reason))) => return refuse(&mut conn, addr, code, reason).await,
+            // The document was unloading as we arrived: it reloads on the next try.
+            Err(None) if attempt < 3 => attempt += 1,
+            Err(None) => {
+                let reason = format!("document {document} is unavailable; try again");
+                return refuse(&mut conn, addr, ErrorCode::Unavailable, reason).await;
+            }
+        }
     };
     tracing::info!("client connected: {addr} {name:?} on document {document}");
 
