@@ -9,7 +9,7 @@ use netutil::{ConnectOptions, Family};
 
 /// Collaborative plain-text editor client.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Server host name or IPv4/IPv6 address.
     #[arg(default_value = "localhost")]

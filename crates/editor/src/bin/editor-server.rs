@@ -10,7 +10,7 @@ use editor::server::{self, Config};
 /// Collaborative plain-text editor server: many named documents, many clients each, every
 /// acknowledged change durable on disk.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// TCP port to listen on (0: let the OS pick; the log says which).
     #[arg(long, default_value_t = 8080)]
