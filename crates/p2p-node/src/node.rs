@@ -232,7 +232,14 @@ impl Node {
 
     /// A link closed (by either side): tell the election, drop the node's files.
     fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
-        tracing::info!("Node {} disconnected from Node {peer}. ({reason})", self.me);
+        let addr = self
+            .peers
+            .last_addr(peer)
+            .map_or_else(|| "no address".to_owned(), |a| a.to_string());
+        tracing::info!(
+            "Node {} disconnected from Node {peer}. ({addr}, {reason})",
+            self.me
+        );
         work.push_back(Input::Disconnected { peer });
         self.drop_from_index(peer);
     }

@@ -159,6 +159,8 @@ pub struct Peers {
     dial_all: bool,
     /// The leader whose link alone a follower keeps (star topology).
     star: Option<NodeId>,
+    /// Each peer's address on its latest link, for log lines after the link is gone.
+    last_addr: BTreeMap<NodeId, SocketAddr>,
     backoff: BTreeMap<NodeId, (Instant, Duration)>,
     accept_slots: Arc<Semaphore>,
 }
@@ -183,6 +185,7 @@ impl Peers {
             queued: BTreeMap::new(),
             dial_all: false,
             star: None,
+            last_addr: BTreeMap::new(),
             backoff: BTreeMap::new(),
             accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
         }
@@ -191,6 +194,11 @@ impl Peers {
     fn new_link_id(&mut self) -> LinkId {
         self.next_link += 1;
         self.next_link
+    }
+
+    /// The address of `peer`'s latest link (also after it closed).
+    pub fn last_addr(&self, peer: NodeId) -> Option<SocketAddr> {
+        self.last_addr.get(&peer).copied()
     }
 
     pub fn is_linked(&self, peer: NodeId) -> bool {
@@ -318,6 +326,7 @@ impl Peers {
             existing.cancel.cancel();
         }
         self.backoff.remove(&peer);
+        self.last_addr.insert(peer, addr);
         self.links.insert(
             peer,
             Link {
