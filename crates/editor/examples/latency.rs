@@ -1,0 +1,148 @@
+//! Keystroke latency through `editor-server`: T typists each type one character every
+//! 1/RATE seconds at a random place; O observers record when each keystroke's `Remote`
+//! arrives. Latency of a keystroke = last observer's arrival − the moment it was sent.
+//! Prints one JSON line with p50/p99/max in milliseconds.
+//!
+//! `latency --port P [--typists 20] [--observers 200] [--rate 10] [--seconds 10]`
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use editor::client::sync::{Event, SyncClient};
+use editor::protocol::{random_key, ClientMsg, ServerMsg, PROTOCOL};
+use netutil::Connection;
+
+type Conn = Connection<ServerMsg, ClientMsg>;
+/// (author, seq) → time sent / latest arrival seen, and how many observers saw it.
+type Sent = Arc<Mutex<HashMap<(u64, u64), Instant>>>;
+type Seen = Arc<Mutex<HashMap<(u64, u64), (Instant, usize)>>>;
+
+async fn join(port: u16, doc: &str, name: &str) -> anyhow::Result<(Conn, SyncClient)> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut conn: Conn = Connection::establish(stream, &PROTOCOL).await?;
+    let mut sync = SyncClient::new(random_key());
+    conn.send(&sync.join(doc, name)).await?;
+    while !sync.is_joined() {
+        let msg = conn
+            .recv()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        for e in sync.receive(msg)? {
+            if let Event::Send(m) = e {
+                conn.send(&m).await?;
+            }
+        }
+    }
+    Ok((conn, sync))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut port, mut typists, mut observers, mut rate, mut seconds) =
+        (8080u16, 20, 200, 10u64, 10u64);
+    while let Some(a) = args.next() {
+        let v = args.next().unwrap_or_default();
+        match a.as_str() {
+            "--port" => port = v.parse()?,
+            "--typists" => typists = v.parse()?,
+            "--observers" => observers = v.parse()?,
+            "--rate" => rate = v.parse()?,
+            "--seconds" => seconds = v.parse()?,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    let doc = format!("latency-{}", random_key() % 1_000_000_000);
+    let sent: Sent = Arc::default();
+    let seen: Seen = Arc::default();
+    let stop = Instant::now() + Duration::from_secs(seconds + 3);
+    let mut tasks = Vec::new();
+    for i in 0..observers {
+        let (mut conn, mut sync) = join(port, &doc, &format!("observer{i}")).await?;
+        let seen = seen.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Ok(Some(msg))) = tokio::time::timeout_at(stop.into(), conn.recv()).await {
+                if let ServerMsg::Remote(rc) = &msg {
+                    let now = Instant::now();
+                    let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    let e = seen.entry((rc.author, rc.seq)).or_insert((now, 0));
+                    e.0 = e.0.max(now);
+                    e.1 += 1;
+                }
+                for e in sync.receive(msg)? {
+                    if let Event::Send(m) = e {
+                        conn.send(&m).await?;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    let typing_end = Instant::now() + Duration::from_secs(seconds);
+    for t in 0..typists {
+        let (mut conn, mut sync) = join(port, &doc, &format!("typist{t}")).await?;
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let period = Duration::from_micros(1_000_000 / rate.max(1));
+            let mut tick = tokio::time::interval(period);
+            let mut x = random_key() | 1;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if Instant::now() >= typing_end {
+                            break;
+                        }
+                        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                        let pos = (x as usize) % (sync.text().len_chars() + 1);
+                        if let Some(msg) = sync.insert(pos, "k")? {
+                            if let ClientMsg::Change { seq, .. } = &msg {
+                                sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert((sync.id(), *seq), Instant::now());
+                            }
+                            conn.send(&msg).await?;
+                        }
+                    }
+                    msg = conn.recv() => {
+                        let msg = msg?.ok_or_else(|| anyhow::anyhow!("closed"))?;
+                        for e in sync.receive(msg)? {
+                            if let Event::Send(m) = e {
+                                if let ClientMsg::Change { seq, .. } = &m {
+                                    sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert((sync.id(), *seq), Instant::now());
+                                }
+                                conn.send(&m).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let sent = sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let mut lat: Vec<f64> = Vec::new();
+    let mut incomplete = 0;
+    for (k, t0) in sent.iter() {
+        match seen.get(k) {
+            Some((t1, n)) if *n == observers => lat.push((*t1 - *t0).as_secs_f64() * 1e3),
+            _ => incomplete += 1,
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{{\"typists\":{typists},\"observers\":{observers},\"rate\":{rate},\"changes\":{},\"incomplete\":{incomplete},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
