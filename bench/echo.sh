@@ -152,6 +152,14 @@ for r in results:
             ours["errors"], ref["errors"],
         )
     )
+rows = [(by_key[k + ("ours",)], by_key[k + ("ref",)]) for k in seen]
+tput_ok = sum(o["msgs_per_sec"] >= 0.9 * r["msgs_per_sec"] for o, r in rows)
+p50_ok = sum(o["p50_us"] <= 1.2 * r["p50_us"] for o, r in rows)
+lines += [
+    "",
+    "Goal met in this run: msgs/s >= 0.9 x reference in %d of %d rows, p50 <= 1.2 x reference "
+    "in %d of %d rows." % (tput_ok, len(rows), p50_ok, len(rows)),
+]
 table = "\n".join(lines) + "\n"
 print(table)
 notes_path = "bench/echo-notes.md"
