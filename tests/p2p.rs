@@ -214,12 +214,36 @@ fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
 
 #[test]
 fn strangers_garbage_and_unknown_ids_are_refused_without_harm() {
-    let mut cluster = Cluster::new("strangers", 3);
+    // Node 4 is configured but never started, so the test can speak as node 4.
+    let mut cluster = Cluster::new("strangers", 4);
     for id in [1, 2, 3] {
         cluster.start(id);
     }
     let before = cluster.wait_agreement(1, HANG_GUARD).unwrap();
     let port = cluster.ports[&2];
+
+    // A valid Hello as node 4, then a message that is not one: that link closes, logged.
+    let mut m = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    m.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    m.write_all(&hello_frame()).unwrap();
+    m.write_all(&frame(&[0, 4, 0])).unwrap();
+    let _their_netutil_hello = read_frame(&mut m).unwrap();
+    let their_hello = read_frame(&mut m).unwrap();
+    assert_eq!(
+        &their_hello[..2],
+        &[0, 2],
+        "Hello from node 2: {their_hello:?}"
+    );
+    m.write_all(&frame(&[0xee, 0xff, 0x01])).unwrap();
+    while read_frame(&mut m).is_some() {}
+    assert!(
+        cluster
+            .node(2)
+            .wait_for("Node 4: 127.0.0.1", HANG_GUARD)
+            .is_some_and(|l| l.contains("malformed")),
+        "{}",
+        cluster.logs()
+    );
 
     // An id outside the cluster: Message::Hello { id: 99, term: 0 } is [0, 99, 0].
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -351,6 +375,13 @@ fn partitions_in_network_namespaces_heal_to_one_leader_and_one_index() {
         .is_some());
     wait_agreement(&ns.procs(&[3]), 3, HANG_GUARD)
         .unwrap_or_else(|| panic!("node 3 does not lead itself\n{}", ns.logs()));
+    assert!(
+        ns.nodes[&3]
+            .wait_for("Node 3 leads a partition of one", HANG_GUARD)
+            .is_some(),
+        "{}",
+        ns.logs()
+    );
     assert_eq!(
         last_leader(&ns.nodes[&2]),
         Some(before),
@@ -388,4 +419,54 @@ fn partitions_in_network_namespaces_heal_to_one_leader_and_one_index() {
     wait_agreement(&ns.procs(&all), 1, HANG_GUARD)
         .unwrap_or_else(|| panic!("node 1 did not take over\n{}", ns.logs()));
     assert!(ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &all)).is_some());
+}
+
+#[test]
+fn a_cluster_file_with_ipv6_and_host_names_works() {
+    let root = e2e::p2p::TempRoot::new("v6names");
+    let ports = e2e::p2p::free_ports(2);
+    let toml = format!(
+        "[[node]]\nid = 1\naddr = \"[::1]:{}\"\n\n[[node]]\nid = 2\naddr = \"localhost:{}\"\n",
+        ports[0], ports[1]
+    );
+    let cluster_file = root.0.join("cluster.toml");
+    std::fs::write(&cluster_file, toml).unwrap();
+    let mut nodes = Vec::new();
+    for id in [2u32, 1] {
+        let dir = root.0.join(format!("Node{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("from-node-{id}.txt")), "x").unwrap();
+        let log = root.0.join("Peer_files.log");
+        let args = [
+            "--id".to_owned(),
+            id.to_string(),
+            "--cluster".into(),
+            cluster_file.display().to_string(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--index-log".into(),
+            log.display().to_string(),
+        ];
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let proc = e2e::Proc::start("p2p-node", &refs);
+        proc.listening_port();
+        nodes.push(proc);
+    }
+    let procs: Vec<&e2e::Proc> = nodes.iter().collect();
+    wait_agreement(&procs, 1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("{}\n{}", nodes[0].stderr_text(), nodes[1].stderr_text()));
+    // Node 1 reached node 2 by name and node 2 reached node 1 over IPv6.
+    assert!(nodes[1]
+        .wait_for("Node 1 connected with Node 2.", HANG_GUARD)
+        .is_some());
+    let log = root.0.join("Peer_files.log");
+    let deadline = Instant::now() + HANG_GUARD;
+    while !log_lists(&std::fs::read_to_string(&log).unwrap_or_default(), &[1, 2]) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            std::fs::read_to_string(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

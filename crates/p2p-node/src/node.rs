@@ -181,6 +181,7 @@ impl Node {
                     }
                     self.index = Some(index);
                     self.publish_index();
+                    self.note_if_alone();
                 } else {
                     self.index = None;
                     self.log_tx.send_replace(None);
@@ -212,7 +213,18 @@ impl Node {
                 } else {
                     self.drop_from_index(peer);
                 }
+                self.note_if_alone();
             }
+        }
+    }
+
+    /// Says so when this node leads nobody but itself (started first, or cut off).
+    fn note_if_alone(&self) {
+        if self.election.is_leader() && self.peers.links().is_empty() {
+            tracing::info!(
+                "Node {} leads a partition of one: no other node is connected",
+                self.me
+            );
         }
     }
 
