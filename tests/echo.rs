@@ -187,6 +187,56 @@ fn pipe_mode_carries_a_1_mib_line_and_non_utf8_bytes_exactly() {
 }
 
 #[test]
+fn interactive_mode_prompts_and_shows_each_echo_with_its_rtt() {
+    // `script` runs the client on a pseudo-terminal, so stdin is a terminal.
+    if !have_tool("script", "util-linux (bsdutils)") {
+        return;
+    }
+    let (_server, port) = start_server(&[]);
+    let client = format!(
+        "{} 127.0.0.1 --port {port}",
+        bin_path("echo-client").display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &client, "/dev/null"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = KillOnDrop(cmd.spawn().expect("start script"));
+    let mut stdin = child.0.stdin.take().unwrap();
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    for line in ["hello\n", "second line\n", "q\n"] {
+        std::thread::sleep(Duration::from_millis(300));
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = (0..1000)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            child.0.try_wait().unwrap()
+        })
+        .expect("client did not quit on 'q'");
+    drop(stdin);
+    let text = reader.join().unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("Enter message ('q' to quit):"), "{text}");
+    assert!(text.contains("Echoed from server: hello (RTT "), "{text}");
+    assert!(
+        text.contains("Echoed from server: second line (RTT "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Connected to 127.0.0.1 at 127.0.0.1 port"),
+        "{text}"
+    );
+}
+
+#[test]
 fn pipe_mode_fails_when_the_server_closes_early() {
     // A server we control: reads a little, echoes nothing, closes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
