@@ -715,7 +715,8 @@ fn v4_only_and_v6_only_hosts_are_reached_by_name_in_namespaces() {
     host4.ip(&["addr", "add", "10.200.0.2/24", "dev", "vs4"]);
     host4.ip(&["link", "set", "vs4", "up"]);
     client_ns.set_hosts(
-        "127.0.0.1 localhost\n::1 ip6-localhost\nfd00:e0::2 server6\n10.200.0.2 server4\n",
+        "127.0.0.1 localhost\n::1 ip6-localhost\nfd00:e0::2 server6\n10.200.0.2 server4\n\
+         fd00:e0::2 dual\n10.200.0.2 dual\n",
     );
 
     let server_bin = bin_path("echo-server");
@@ -774,6 +775,47 @@ fn v4_only_and_v6_only_hosts_are_reached_by_name_in_namespaces() {
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["received"], 2);
     }
+    // A name with both families: Happy Eyeballs tries IPv6 first and gets through.
+    let out = run_with_input(
+        client_ns.command(client_bin, &["dual", "--port", "8007"]),
+        b"dual\n",
+        HANG_GUARD,
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("Connected to dual at fd00:e0::2 port 8007 (IPv6)"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Nothing listens on port 9 of either host: one line listing both refusals.
+    let out = run_with_input(
+        client_ns.command(client_bin, &["dual", "--port", "9"]),
+        b"x\n",
+        HANG_GUARD,
+    );
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("cannot connect to dual port 9"), "{err}");
+    assert!(err.contains("[fd00:e0::2]:9: Connection refused"), "{err}");
+    assert!(err.contains("10.200.0.2:9: Connection refused"), "{err}");
+    // ip6-localhost comes from the namespace's hosts file (this machine's own lacks it).
+    let local = Proc::spawn(
+        "echo-server",
+        client_ns.command(server_bin, &["--port", "8007"]),
+    );
+    local.listening_port();
+    let out = run_with_input(
+        client_ns.command(client_bin, &["ip6-localhost", "--port", "8007"]),
+        b"loopback\n",
+        HANG_GUARD,
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.stdout, b"loopback\n");
+    assert!(
+        stderr_of(&out).contains("Connected to ip6-localhost at ::1 port 8007 (IPv6)"),
+        "{}",
+        stderr_of(&out)
+    );
     // The families really are separate: -4 to the IPv6-only host fails with one clear line.
     let out = run_with_input(
         client_ns.command(client_bin, &["server6", "--port", "8007", "-4"]),
