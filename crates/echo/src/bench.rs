@@ -274,7 +274,7 @@ async fn show_progress(counter: Arc<AtomicU64>, started: Instant, duration: Dura
         tick.tick().await;
         let now = counter.load(Ordering::Relaxed);
         eprint!(
-            "\r{:>4.0} s / {:.0} s  {now} messages  {} msg/s   ",
+            "\r{:>5.1} s / {:.1} s  {now} messages  {} msg/s   ",
             started.elapsed().as_secs_f64(),
             duration.as_secs_f64(),
             now - last

@@ -20,7 +20,6 @@ use echo::target::Target;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about,
     after_help = "Examples:\n  echo-client localhost\n  printf 'a\\nb\\n' | echo-client ::1\n  \
 echo-client ip6-localhost --count 5 --interval 0.2s\n  echo-client 127.0.0.1 --udp --count 10 --json\n  \
 echo-client localhost --bench --connections 50 --duration 10s"
@@ -50,8 +49,8 @@ struct Args {
     /// over UDP).
     #[arg(long, short = 's')]
     size: Option<usize>,
-    /// How long to wait for an echo: per probe in ping mode (default 1s), for outstanding
-    /// echoes in interactive, pipe and bench mode (default 30s).
+    /// How long to wait for an echo: per probe in ping mode and per message in bench mode
+    /// (default 1s); for outstanding echoes in interactive and pipe mode (default 30s).
     #[arg(long, short = 'W', value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Ping and bench mode: print the summary as one JSON object on stdout.

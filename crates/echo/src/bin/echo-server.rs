@@ -14,12 +14,12 @@ use echo::udp::UdpConfig;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about,
     after_help = "UDP safety: UDP echo is a known reflection and loop vector (CERT CA-1996-01: \
 an echo and a chargen server answering each other forever; spoofed requests aimed at a \
 victim). Datagrams from source ports below 1024 are therefore dropped, and replies are \
 limited per source address by --udp-rate/--udp-burst, tracking at most --udp-sources \
-addresses. Drops are logged in summary.\n\nExamples:\n  echo-server\n  echo-server --port 0 \
+addresses; replies that find the socket's send buffer full are dropped rather than queued. \
+Drops are counted and logged in summary.\n\nExamples:\n  echo-server\n  echo-server --port 0 \
 --bind 127.0.0.1 --bind ::1\n  socat - TCP:localhost:8007     nc -6 ::1 8007"
 )]
 struct Args {
