@@ -572,3 +572,45 @@ async fn shutdown_and_idle_unload_save_the_text() {
         "temp files left: {files:?}"
     );
 }
+
+/// A client flooding cursor moves reaches the others at a bounded rate (latest position
+/// wins), so it cannot fill their queues and get them disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_flood_is_rate_limited() {
+    let dir = tempfile_dir();
+    let (server, port) = start_server(dir.path(), &["--client-queue", "64"]);
+    let mut watcher = Client::join(port, "flood", "watcher").await;
+    watcher.insert(0, "0123456789").await;
+    assert!(watcher.settle(T).await);
+    let mut flooder = raw_connect(port).await;
+    flooder
+        .send(&ClientMsg::Join {
+            document: "flood".into(),
+            name: "flooder".into(),
+            key: 99,
+            known_revision: None,
+        })
+        .await
+        .unwrap();
+    // The watcher does not read during the flood: without the rate limit its socket
+    // buffers and then its 64-message queue would overflow and it would be dropped.
+    for i in 0..200_000usize {
+        let msg = ClientMsg::Presence {
+            base_revision: 1,
+            selection: Some(Selection::cursor(i % 11)),
+        };
+        flooder.feed(&msg).await.unwrap();
+    }
+    flooder.flush().await.unwrap();
+    let last = Selection::cursor(199_999 % 11);
+    let settled = watcher
+        .wait_until(T, |s| {
+            s.participants()
+                .any(|p| p.name == "flooder" && p.selection == Some(last))
+        })
+        .await;
+    assert!(settled, "the last cursor position never arrived");
+    assert!(watcher.errors.is_empty(), "{:?}", watcher.errors);
+    assert!(watcher.conn.is_some(), "the watcher was disconnected");
+    assert!(!server.stderr_text().contains("queue full"));
+}

@@ -3,9 +3,9 @@
 //! It takes commands from sessions in batches: every command already queued when it wakes
 //! up is one batch. Changes are transformed and applied in memory and their journal
 //! records collected; then one append and one fsync make the whole batch durable (group
-//! commit), and only then do authors get `Ack` and everyone else `Remote`. A join,
-//! presence update or leave first commits whatever changes precede it, so nobody is ever
-//! shown text that is not yet on disk.
+//! commit), and only then do authors get `Ack` and everyone else `Remote`. A join or leave
+//! first commits whatever changes precede it, and presence updates wait for the end of the
+//! batch, so nobody is ever shown text (or a cursor in text) that is not yet on disk.
 //!
 //! Outgoing messages go into each session's bounded queue with `try_send`: a full queue
 //! means that client is not reading, and it is disconnected (it will reconnect and catch
@@ -196,6 +196,9 @@ impl DocState {
 
     /// Handles one batch; false when the document must stop (storage failed).
     async fn handle_batch(&mut self, batch: &mut Vec<DocCmd>) -> bool {
+        // Presence updates are applied once per session per batch, after the batch's
+        // changes: a client flooding cursor moves costs the others one message per batch.
+        let mut presences: Vec<(u64, u64, Option<Selection>)> = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
                 DocCmd::Change {
@@ -204,24 +207,33 @@ impl DocState {
                     base_revision,
                     op,
                 } => self.change(session, seq, base_revision, op),
+                DocCmd::Presence {
+                    session,
+                    base_revision,
+                    selection,
+                } => match presences.iter_mut().find(|(s, _, _)| *s == session) {
+                    Some(latest) => *latest = (session, base_revision, selection),
+                    None => presences.push((session, base_revision, selection)),
+                },
                 other => {
                     if !self.commit().await {
                         return false;
                     }
                     match other {
                         DocCmd::Join(req) => self.join(*req),
-                        DocCmd::Presence {
-                            session,
-                            base_revision,
-                            selection,
-                        } => self.presence(session, base_revision, selection),
                         DocCmd::Leave { session } => self.leave(session),
-                        DocCmd::Change { .. } => {}
+                        DocCmd::Change { .. } | DocCmd::Presence { .. } => {}
                     }
                 }
             }
         }
-        self.commit().await
+        if !self.commit().await {
+            return false;
+        }
+        for (session, base_revision, selection) in presences {
+            self.presence(session, base_revision, selection);
+        }
+        true
     }
 
     fn change(&mut self, session: u64, seq: u64, base_revision: u64, op: TextOperation) {

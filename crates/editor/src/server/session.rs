@@ -30,6 +30,9 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing to one client may block before it is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Shortest interval between two presence updates forwarded for one client.
+const PRESENCE_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Queued messages written per flush.
 const WRITE_BURST: usize = 256;
 
@@ -127,6 +130,10 @@ pub async fn run(
     };
     tracing::info!("client connected: {addr} {name:?} on document {document}");
 
+    // Cursor moves are forwarded at most once per PRESENCE_INTERVAL (the latest wins), so
+    // a client flooding them cannot multiply its traffic by the number of participants.
+    let mut presence_pending: Option<DocCmd> = None;
+    let mut presence_next = tokio::time::Instant::now();
     let why = loop {
         tokio::select! {
             biased;
@@ -148,13 +155,27 @@ pub async fn run(
                 }
                 None => break "document closed".to_owned(),
             },
+            _ = tokio::time::sleep_until(presence_next), if presence_pending.is_some() => {
+                presence_next = tokio::time::Instant::now() + PRESENCE_INTERVAL;
+                if let Some(cmd) = presence_pending.take() {
+                    if doc.send(cmd).await.is_err() {
+                        break "document closed".to_owned();
+                    }
+                }
+            }
             msg = conn.recv() => {
                 let cmd = match msg {
                     Ok(Some(ClientMsg::Change { base_revision, seq, op })) => {
                         DocCmd::Change { session, seq, base_revision, op }
                     }
                     Ok(Some(ClientMsg::Presence { base_revision, selection })) => {
-                        DocCmd::Presence { session, base_revision, selection }
+                        let cmd = DocCmd::Presence { session, base_revision, selection };
+                        if tokio::time::Instant::now() < presence_next {
+                            presence_pending = Some(cmd);
+                            continue;
+                        }
+                        presence_next = tokio::time::Instant::now() + PRESENCE_INTERVAL;
+                        cmd
                     }
                     Ok(Some(ClientMsg::Join { .. })) => {
                         let reason = "already joined: one document per connection".to_owned();
