@@ -8,9 +8,9 @@
 //! fill it, so ten thousand idle clients cost little.
 //!
 //! A semaphore bounds the number of connections: beyond it, a new client is accepted and
-//! closed at once with a log line, rather than left hanging in the kernel's backlog. A
-//! connection that makes no progress (no byte read or written) for the idle timeout is
-//! closed. Ctrl-C / SIGTERM stops accepting and closes every connection via
+//! closed at once with a log line (at most one a second), rather than left hanging in the
+//! kernel's backlog. A connection that makes no progress (no byte read or written) for the
+//! idle timeout is closed. Ctrl-C / SIGTERM stops accepting and closes every connection via
 //! [`netutil::Shutdown`].
 
 use std::net::SocketAddr;
@@ -97,6 +97,7 @@ fn bind(config: &ServerConfig) -> Result<(Listener, Vec<tokio::net::UdpSocket>),
 
 async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &Shutdown) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let mut refusals = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -120,15 +121,43 @@ async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &S
                 });
             }
             Err(_) => {
-                tracing::warn!(
-                    "Refused client {} port {}: {} connections already open (--max-connections)",
-                    peer.ip(),
-                    peer.port(),
-                    config.max_connections
-                );
                 drop(stream);
+                refusals.refused(peer, config.max_connections);
             }
         }
+    }
+}
+
+/// Logs refused clients, at most one line per [`REFUSAL_LOG_INTERVAL`], so a flood of
+/// connections beyond the limit cannot flood the log as well.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Shortest time between two "Refused client" log lines.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, max: usize) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut self.suppressed) {
+            0 => String::new(),
+            n => format!("; {n} more refused since the last report"),
+        };
+        tracing::warn!(
+            "Refused client {} port {}: {max} connections already open (--max-connections){more}",
+            peer.ip(),
+            peer.port(),
+        );
+        self.last = Some(Instant::now());
     }
 }
 
