@@ -29,6 +29,11 @@ pub type NodeId = u32;
 /// An election term. Only one node can ever lead a given term (see the module doc).
 pub type Term = u64;
 
+/// Terms above this are refused as hostile: real clusters never get near it (a new term
+/// per election), and it leaves room to compute terms above any accepted one without
+/// overflow.
+pub const MAX_TERM: Term = u64::MAX / 4;
+
 /// The election messages, carried inside the wire protocol's `Message::Bully`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
@@ -259,6 +264,9 @@ impl Election {
         match input {
             Input::Start => self.start_election(now, &mut out),
             _ if self.role == Role::Idle => {}
+            // A hostile term would wrap our arithmetic; a peer sending one is ignored.
+            Input::Connected { term, .. } if term > MAX_TERM => {}
+            Input::Message { msg, .. } if msg.term() > MAX_TERM => {}
             Input::Connected { peer, term } => self.on_connected(now, peer, term, &mut out),
             Input::Disconnected { peer } | Input::Unreachable { peer } => {
                 self.on_gone(now, peer, &mut out)
@@ -273,8 +281,8 @@ impl Election {
     fn next_own_term(&self) -> Term {
         let n = self.ids.len() as Term;
         let position = self.ids.iter().position(|&id| id == self.me).unwrap_or(0) as Term;
-        let floor = self.max_term + 1;
-        floor + (position + n - floor % n) % n
+        let floor = self.max_term.saturating_add(1);
+        floor.saturating_add((position + n - floor % n) % n)
     }
 
     fn start_election(&mut self, now: Instant, out: &mut Vec<Action>) {

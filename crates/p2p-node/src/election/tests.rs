@@ -364,6 +364,41 @@ fn messages_from_strangers_and_before_start_are_ignored() {
     assert_eq!(e.leader(), None);
 }
 
+#[test]
+fn hostile_terms_are_ignored() {
+    let t0 = Instant::now();
+    let mut e = Election::new(1, &[1, 2, 3], Timing::default());
+    e.handle(t0, Input::Start);
+    let term = e.term();
+    assert!(e
+        .handle(
+            t0,
+            Input::Connected {
+                peer: 3,
+                term: u64::MAX
+            }
+        )
+        .is_empty());
+    for msg in [
+        Msg::Election { term: u64::MAX },
+        Msg::Coordinator { term: u64::MAX },
+        Msg::Heartbeat { term: MAX_TERM + 1 },
+    ] {
+        assert!(e.handle(t0, Input::Message { from: 2, msg }).is_empty());
+    }
+    assert_eq!(e.term(), term);
+    assert_eq!(e.leader(), Some(1));
+    // The largest accepted term still leaves room for ours above it.
+    e.handle(
+        t0,
+        Input::Message {
+            from: 3,
+            msg: Msg::Coordinator { term: MAX_TERM },
+        },
+    );
+    assert!(e.term() > MAX_TERM);
+}
+
 // ----- simulator -----
 
 #[derive(Debug, Clone, Copy)]
