@@ -614,3 +614,28 @@ async fn presence_flood_is_rate_limited() {
     assert!(watcher.conn.is_some(), "the watcher was disconnected");
     assert!(!server.stderr_text().contains("queue full"));
 }
+
+/// Revision numbers are only meaningful within one incarnation of a document: if its files
+/// are replaced while the server is down, a reconnecting client gets a fresh snapshot even
+/// when the new document has reached the revision the client remembers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_document_files_mean_a_fresh_snapshot() {
+    let dir = tempfile_dir();
+    let (mut server, port) = start_server(dir.path(), &[]);
+    let mut a = Client::join(port, "e", "alice").await;
+    a.insert(0, "old text\n").await;
+    assert!(a.settle(T).await);
+    server.kill9();
+    a.disconnect();
+    std::fs::remove_file(dir.path().join("e.journal")).unwrap();
+    std::fs::write(dir.path().join("e.txt"), "new\n").unwrap();
+
+    let (_server, port) = start_server(dir.path(), &[]);
+    let mut b = Client::join(port, "e", "bob").await;
+    b.insert(4, "x\n").await;
+    assert!(b.settle(T).await);
+    assert_eq!(b.sync.revision(), a.sync.revision());
+    a.reconnect(port).await;
+    assert_eq!(a.resets, vec![false, false]);
+    assert_eq!(a.text(), "new\nx\n");
+}

@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     sync.join("bench", "bench");
     sync.receive(ServerMsg::Snapshot {
         you: sync.id(),
+        epoch: 0,
         revision: 0,
         text: String::new(),
         participants: vec![],

@@ -100,6 +100,7 @@ pub struct Document {
     /// key -> (last committed seq, revision that committed it).
     last_seq: HashMap<u64, (u64, u64)>,
     max_bytes: usize,
+    epoch: u64,
 }
 
 impl Document {
@@ -112,7 +113,18 @@ impl Document {
             limit,
             last_seq: HashMap::new(),
             max_bytes: MAX_DOCUMENT_BYTES,
+            epoch: 0,
         }
+    }
+
+    /// Sets the incarnation id (see [`crate::protocol::Known`]).
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {

@@ -44,8 +44,9 @@ pub enum ClientMsg {
         name: String,
         /// The client's secret, random, reused across its reconnects.
         key: u64,
-        /// The revision the client already has (None: send me a snapshot).
-        known_revision: Option<u64>,
+        /// The document incarnation and revision the client already has (None: send me
+        /// a snapshot).
+        known_revision: Option<Known>,
     },
     /// An edit made on revision `base_revision`. `seq` counts the client's changes (per
     /// key, strictly increasing); the server applies each `(key, seq)` at most once.
@@ -60,6 +61,15 @@ pub enum ClientMsg {
         base_revision: u64,
         selection: Option<Selection>,
     },
+}
+
+/// What a reconnecting client already has. `epoch` identifies one incarnation of a
+/// document (a new one starts when its files are replaced or created afresh), so revision
+/// numbers from a different incarnation are never mistaken for this one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Known {
+    pub epoch: u64,
+    pub revision: u64,
 }
 
 /// One committed change, as delivered to clients.
@@ -80,6 +90,7 @@ pub enum ServerMsg {
     /// The whole document at `revision`; `you` is the client's public id.
     Snapshot {
         you: u64,
+        epoch: u64,
         revision: u64,
         text: String,
         participants: Vec<Participant>,
@@ -88,6 +99,7 @@ pub enum ServerMsg {
     /// the revision of the last change (or `known_revision` when there are none).
     Catchup {
         you: u64,
+        epoch: u64,
         changes: Vec<RemoteChange>,
         participants: Vec<Participant>,
     },

@@ -60,6 +60,7 @@ pub enum StorageError {
 #[derive(Debug, Serialize, Deserialize)]
 enum Record {
     Header {
+        epoch: u64,
         base_revision: u64,
         text_len: u64,
         text_crc: u32,
@@ -77,6 +78,7 @@ enum Record {
 enum RecordOut<'a> {
     #[allow(dead_code)]
     Header {
+        epoch: u64,
         base_revision: u64,
         text_len: u64,
         text_crc: u32,
@@ -160,9 +162,8 @@ impl Storage {
         let text = String::from_utf8(bytes).map_err(|_| StorageError::NotUtf8 {
             path: txt_path.clone(),
         })?;
-        let matches = |h: &Option<(u64, u64, u32)>| {
-            h.is_some_and(|(_, len, crc)| len == text_len && crc == text_crc)
-        };
+        let matches =
+            |h: &Header| h.is_some_and(|(_, _, len, crc)| len == text_len && crc == text_crc);
 
         // A compaction that renamed the text but not yet the journal: finish it.
         let new_path = self.new_journal_path(name);
@@ -184,8 +185,9 @@ impl Storage {
         let mut doc;
         let mut rewrite = false;
         match header {
-            Some((base, _, _)) if matches(&header) => {
+            Some((epoch, base, _, _)) if matches(&header) => {
                 doc = Document::new(Rope::from_str(&text), base, limit)
+                    .with_epoch(epoch)
                     .with_max_bytes(self.max_bytes);
                 let mut good = valid_len;
                 for (end, committed) in records {
@@ -214,7 +216,7 @@ impl Storage {
                     f.sync_all().map_err(io_err(&journal_path))?;
                 }
             }
-            Some((base, _, _)) => {
+            Some((_, base, _, _)) => {
                 let last = records.last().map_or(base, |(_, c)| c.revision.max(base));
                 tracing::warn!(
                     "{} does not match its journal (edited by hand?); serving the file as revision {}",
@@ -222,11 +224,14 @@ impl Storage {
                     last + 1
                 );
                 doc = Document::new(Rope::from_str(&text), last + 1, limit)
+                    .with_epoch(crate::protocol::random_key())
                     .with_max_bytes(self.max_bytes);
                 rewrite = true;
             }
             None => {
-                doc = Document::new(Rope::from_str(&text), 0, limit).with_max_bytes(self.max_bytes);
+                doc = Document::new(Rope::from_str(&text), 0, limit)
+                    .with_epoch(crate::protocol::random_key())
+                    .with_max_bytes(self.max_bytes);
                 rewrite = true;
             }
         }
@@ -234,7 +239,7 @@ impl Storage {
             write_text_atomically(&self.dir, name, doc.text())?;
         }
         let journal = if rewrite {
-            self.write_journal(name, doc.text(), doc.revision(), std::iter::empty())?
+            self.write_journal(name, &doc, std::iter::empty())?
         } else {
             self.open_journal(name)?
         };
@@ -261,12 +266,12 @@ impl Storage {
     fn write_journal<'a>(
         &self,
         name: &str,
-        text: &Rope,
-        revision: u64,
+        doc: &Document,
         tail: impl Iterator<Item = &'a Committed>,
     ) -> Result<Journal, StorageError> {
         let new_path = self.new_journal_path(name);
-        let file = self.create_new_journal(&new_path, text, revision, tail)?;
+        let file =
+            self.create_new_journal(&new_path, doc.epoch(), doc.text(), doc.revision(), tail)?;
         let path = self.journal_path(name);
         fs::rename(&new_path, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
@@ -282,6 +287,7 @@ impl Storage {
     fn create_new_journal<'a>(
         &self,
         new_path: &Path,
+        epoch: u64,
         text: &Rope,
         revision: u64,
         tail: impl Iterator<Item = &'a Committed>,
@@ -291,6 +297,7 @@ impl Storage {
         encode_record(
             &mut buf,
             &Record::Header {
+                epoch,
                 base_revision: revision,
                 text_len,
                 text_crc,
@@ -321,12 +328,13 @@ impl Storage {
     pub fn compact(
         &self,
         name: &str,
+        epoch: u64,
         text: &Rope,
         revision: u64,
         tail: &[Committed],
     ) -> Result<Journal, StorageError> {
         let new_path = self.new_journal_path(name);
-        let file = self.create_new_journal(&new_path, text, revision, tail.iter())?;
+        let file = self.create_new_journal(&new_path, epoch, text, revision, tail.iter())?;
         write_text_atomically(&self.dir, name, text)?;
         let path = self.journal_path(name);
         fs::rename(&new_path, &path).map_err(io_err(&path))?;
@@ -414,7 +422,8 @@ fn encode_record<R: Serialize>(buf: &mut Vec<u8>, record: &R) {
 #[derive(Clone, Copy, Debug)]
 struct Offset(u64);
 
-type Header = Option<(u64, u64, u32)>;
+/// Epoch, base revision, text length, text CRC.
+type Header = Option<(u64, u64, u64, u32)>;
 
 /// What a journal file holds: header, change records, valid length.
 type JournalContents = (Header, Vec<(Offset, Committed)>, u64);
@@ -432,11 +441,12 @@ fn read_journal(path: &Path) -> Result<JournalContents, StorageError> {
     while let Some((record, next)) = decode_record(&data, pos) {
         match record {
             Record::Header {
+                epoch,
                 base_revision,
                 text_len,
                 text_crc,
             } if header.is_none() && pos == 0 => {
-                header = Some((base_revision, text_len, text_crc));
+                header = Some((epoch, base_revision, text_len, text_crc));
             }
             Record::Change {
                 revision,
@@ -567,7 +577,7 @@ mod tests {
         journal.append(&buf).unwrap();
         let tail = journal_tail(doc.history());
         storage
-            .compact("a", doc.text(), doc.revision(), &tail)
+            .compact("a", doc.epoch(), doc.text(), doc.revision(), &tail)
             .unwrap();
         assert_eq!(
             fs::read_to_string(dir.path().join("a.txt")).unwrap(),
@@ -590,7 +600,13 @@ mod tests {
         // Steps 1 and 2 of a compaction, then "crash".
         let new_path = storage.new_journal_path("b");
         storage
-            .create_new_journal(&new_path, doc.text(), doc.revision(), std::iter::empty())
+            .create_new_journal(
+                &new_path,
+                doc.epoch(),
+                doc.text(),
+                doc.revision(),
+                std::iter::empty(),
+            )
             .unwrap();
         write_text_atomically(dir.path(), "b", doc.text()).unwrap();
         let (doc2, _) = storage.load("b", HistoryLimit::default()).unwrap();

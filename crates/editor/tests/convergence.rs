@@ -166,14 +166,16 @@ impl Sim {
         let author = author_id(key);
         match msg {
             ClientMsg::Join { known_revision, .. } => {
-                let reply = match known_revision.and_then(|r| self.doc.changes_since(r)) {
+                let reply = match known_revision.and_then(|k| self.doc.changes_since(k.revision)) {
                     Some(changes) => ServerMsg::Catchup {
                         you: author,
+                        epoch: 0,
                         changes: changes.map(|c| c.to_remote()).collect(),
                         participants: vec![],
                     },
                     None => ServerMsg::Snapshot {
                         you: author,
+                        epoch: 0,
                         revision: self.doc.revision(),
                         text: self.doc.text().to_string(),
                         participants: vec![],

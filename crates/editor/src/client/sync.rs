@@ -20,7 +20,7 @@ use ropey::Rope;
 
 use crate::ot::{transform, OtError, TextOperation};
 use crate::presence::{Participant, Selection};
-use crate::protocol::{author_id, ClientMsg, ErrorCode, RemoteChange, ServerMsg};
+use crate::protocol::{author_id, ClientMsg, ErrorCode, Known, RemoteChange, ServerMsg};
 
 /// Something the caller must do or may show after feeding the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,7 @@ pub struct SyncClient {
     key: u64,
     you: u64,
     revision: Option<u64>,
+    epoch: u64,
     text: Rope,
     next_seq: u64,
     inflight: Option<InFlight>,
@@ -89,6 +90,7 @@ impl SyncClient {
             key,
             you: author_id(key),
             revision: None,
+            epoch: 0,
             text: Rope::new(),
             next_seq: 1,
             inflight: None,
@@ -141,7 +143,10 @@ impl SyncClient {
             document: document.to_owned(),
             name: name.to_owned(),
             key: self.key,
-            known_revision: self.revision,
+            known_revision: self.revision.map(|revision| Known {
+                epoch: self.epoch,
+                revision,
+            }),
         }
     }
 
@@ -193,12 +198,14 @@ impl SyncClient {
         match msg {
             ServerMsg::Snapshot {
                 you,
+                epoch,
                 revision,
                 text,
                 participants,
             } => {
                 let discarded = self.has_pending();
                 self.you = you;
+                self.epoch = epoch;
                 self.text = Rope::from_str(&text);
                 self.revision = Some(revision);
                 self.inflight = None;
@@ -213,9 +220,18 @@ impl SyncClient {
             }
             ServerMsg::Catchup {
                 you,
+                epoch,
                 changes,
                 participants,
             } => {
+                if epoch != self.epoch {
+                    // Cannot happen with a correct server: it only catches up within one
+                    // incarnation of the document.
+                    return Err(SyncError::OutOfOrder {
+                        expected: self.epoch,
+                        got: epoch,
+                    });
+                }
                 self.you = you;
                 for change in changes {
                     self.remote(change, &mut events)?;

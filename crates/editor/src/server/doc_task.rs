@@ -22,7 +22,7 @@ use super::registry::{Outgoing, Registry};
 use crate::document::{ChangeError, Committed, Document, Outcome};
 use crate::ot::{Component, TextOperation};
 use crate::presence::{Participant, Selection};
-use crate::protocol::{author_id, ErrorCode, RemoteChange, ServerMsg, MAX_FRAME};
+use crate::protocol::{author_id, ErrorCode, Known, RemoteChange, ServerMsg, MAX_FRAME};
 use crate::storage::{encode_change, journal_tail, Journal};
 
 /// Commands handled per batch at most (bounds the latency of one group commit).
@@ -45,7 +45,7 @@ pub struct JoinRequest {
     pub addr: SocketAddr,
     pub key: u64,
     pub name: String,
-    pub known_revision: Option<u64>,
+    pub known_revision: Option<Known>,
     pub out: mpsc::Sender<Outgoing>,
     pub kick: Kick,
     pub reply: Option<oneshot::Sender<Result<(), (ErrorCode, String)>>>,
@@ -391,10 +391,14 @@ impl DocState {
     fn first_message(
         &self,
         you: u64,
-        known: Option<u64>,
+        known: Option<Known>,
         participants: Vec<Participant>,
     ) -> ServerMsg {
-        if let Some(changes) = known.and_then(|k| self.doc.changes_since(k)) {
+        let epoch = self.doc.epoch();
+        let known = known
+            .filter(|k| k.epoch == epoch)
+            .and_then(|k| self.doc.changes_since(k.revision));
+        if let Some(changes) = known {
             let changes: Vec<&Committed> = changes.collect();
             let weight: usize = changes
                 .iter()
@@ -403,6 +407,7 @@ impl DocState {
             if weight <= MAX_CATCHUP_BYTES {
                 return ServerMsg::Catchup {
                     you,
+                    epoch,
                     changes: changes
                         .into_iter()
                         .map(Committed::to_remote)
@@ -413,6 +418,7 @@ impl DocState {
         }
         ServerMsg::Snapshot {
             you,
+            epoch,
             revision: self.doc.revision(),
             text: self.doc.text().to_string(),
             participants,
@@ -518,9 +524,10 @@ impl DocState {
         let name = self.name.clone();
         let text = self.doc.text().clone();
         let revision = self.doc.revision();
+        let epoch = self.doc.epoch();
         let history = journal_tail(self.doc.history());
         let result = tokio::task::spawn_blocking(move || {
-            let compacted = storage.compact(&name, &text, revision, &history);
+            let compacted = storage.compact(&name, epoch, &text, revision, &history);
             (journal, compacted)
         })
         .await;
