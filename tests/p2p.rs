@@ -179,13 +179,19 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
 
     // A symlink leading out of the directory is not shared; a removed file disappears.
     std::os::unix::fs::symlink("/etc/hostname", cluster.dir(2).join("escape")).unwrap();
+    // A name with a newline would forge lines of the log: not shared.
+    std::fs::write(cluster.dir(2).join("evil\nNode 9 files:"), "x").unwrap();
     std::fs::remove_file(cluster.dir(3).join(name)).unwrap();
     let log = cluster.wait_log(HANG_GUARD, |t| {
         !t.contains(name) && log_lists(t, &[1, 2, 3])
     });
     assert!(log.is_some(), "{}", cluster.read_log());
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!cluster.read_log().contains("escape"));
+    let text = cluster.read_log();
+    assert!(
+        !text.contains("escape") && !text.contains("Node 9"),
+        "{text}"
+    );
 }
 
 /// A netutil hello frame for protocol `p2p-node` version 1, written out by hand so this

@@ -91,14 +91,16 @@ pub enum Message {
     },
 }
 
-/// True when `name` is safe to use as a file name inside a directory: one non-empty path
-/// component, not `.` or `..`, no separators or NULs, at most [`MAX_NAME_LEN`] bytes.
+/// True when `name` is safe to use as a file name inside a directory and as one line of
+/// `Peer_files.log`: one non-empty path component, not `.` or `..`, no separators, no
+/// control characters (a newline would forge log lines), at most [`MAX_NAME_LEN`] bytes.
 pub fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name != "."
         && name != ".."
-        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 /// Checks a received file list against the bounds; the error says what was wrong.
@@ -122,7 +124,19 @@ mod tests {
 
     #[test]
     fn names_that_leave_the_directory_are_unsafe() {
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            "a\0b",
+            "a\nNode 9 files:",
+            "tab\there",
+            "esc\u{1b}[2J",
+        ] {
             assert!(!is_safe_name(bad), "{bad:?}");
         }
         for good in ["a.txt", "with space", "naïve ✓.bin", "..hidden", "x..y"] {
