@@ -14,7 +14,7 @@ use p2p_node::election::{NodeId, Timing};
 /// a star of links to it, and shares the files of its directory in the leader's index
 /// (written to Peer_files.log). Commands on stdin: leader, peers, files, get NAME, quit.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// This node's id; must be one of the cluster's ids.
     #[arg(long)]
