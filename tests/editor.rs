@@ -468,18 +468,15 @@ async fn line_mode_client_appends_and_prints() {
         ],
     );
     let stdout = watcher.take_stdout();
-    let reader = std::thread::spawn(move || {
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         use std::io::BufRead;
-        let mut lines = Vec::new();
         for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            let done = line.starts_with("Document updated:");
-            lines.push(line);
-            if done {
+            let Ok(line) = line else { break };
+            if line_tx.send(line).is_err() {
                 break;
             }
         }
-        lines
     });
     let mut writer = Client::join(port, "notes", "bob").await;
     assert!(server
@@ -488,7 +485,14 @@ async fn line_mode_client_appends_and_prints() {
     let end = writer.sync.text().len_chars();
     writer.insert(end, "from bob\n").await;
     assert!(writer.settle(T).await);
-    let lines = reader.join().unwrap();
+    let mut lines = Vec::new();
+    while let Ok(line) = line_rx.recv_timeout(T) {
+        let done = line.starts_with("Document updated:");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
     assert_eq!(lines[..2], ["hello", "world"]);
     assert_eq!(lines.last().unwrap(), "Document updated: from bob");
     drop(watcher);
