@@ -7,6 +7,7 @@
 //! `recv` is cancel-safe (a partly received frame stays buffered), so a session can
 //! `tokio::select!` between `recv` and its outgoing queue, as mini-redis does.
 
+use std::io::Cursor;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
@@ -14,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, Chain};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead, FramedWrite};
@@ -29,9 +31,12 @@ pub struct Connection<Rx, Tx = Rx> {
     _types: PhantomData<fn(Tx) -> Rx>,
 }
 
+/// Bytes already read off the socket before a split, then the socket itself.
+type ReadSide = Chain<Cursor<BytesMut>, OwnedReadHalf>;
+
 /// The receiving half of a split [`Connection`].
 pub struct RecvHalf<Rx> {
-    framed: FramedRead<OwnedReadHalf, FrameCodec>,
+    framed: FramedRead<ReadSide, FrameCodec>,
     peer: SocketAddr,
     _types: PhantomData<fn() -> Rx>,
 }
@@ -120,9 +125,12 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
         let parts = self.framed.into_parts();
         let codec = parts.codec;
         let (read, write) = parts.io.into_split();
-        let mut framed_read = FramedRead::new(read, codec.clone());
-        // Bytes already read past the handshake belong to the receiving half.
-        *framed_read.read_buffer_mut() = parts.read_buf;
+        // Frames that arrived with the handshake may already sit in the read buffer. They are
+        // replayed ahead of the socket, so the receiving half decodes them at once instead of
+        // waiting for more bytes (a FramedRead given a pre-filled buffer would not look at it
+        // until the socket is readable again).
+        let read_side = Cursor::new(parts.read_buf).chain(read);
+        let framed_read = FramedRead::new(read_side, codec.clone());
         let mut framed_write = FramedWrite::new(write, codec);
         *framed_write.write_buffer_mut() = parts.write_buf;
         (

@@ -169,3 +169,39 @@ async fn split_halves_work_in_separate_tasks() {
     }
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn split_right_after_the_handshake_keeps_frames_that_came_with_it() {
+    use netutil::{Protocol, DEFAULT_MAX_FRAME};
+    const PROTO: Protocol = Protocol {
+        name: "split-test",
+        version: 1,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn: Connection<Msg> = Connection::new(stream, DEFAULT_MAX_FRAME);
+        // Hello and two messages queued together, so they reach the client in one segment.
+        conn.handshake(&PROTO).await.unwrap();
+        conn.feed(&Msg::Number(1)).await.unwrap();
+        conn.feed(&Msg::Number(2)).await.unwrap();
+        conn.flush().await.unwrap();
+        // Keep the connection open and silent: the client must not need more bytes.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let conn: Connection<Msg> = Connection::establish(stream, &PROTO).await.unwrap();
+    // Give the two messages time to arrive behind the hello before splitting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut rx, _tx) = conn.split();
+    for n in 1..=2 {
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("buffered frame decoded without more bytes")
+            .unwrap();
+        assert_eq!(got, Some(Msg::Number(n)));
+    }
+    server.abort();
+}
