@@ -650,3 +650,50 @@ async fn replaced_document_files_mean_a_fresh_snapshot() {
     assert_eq!(a.resets, vec![false, false]);
     assert_eq!(a.text(), "new\nx\n");
 }
+
+/// The protocol allows one unacknowledged change: a client that pipelines a second one is
+/// told so and disconnected; its first change stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_changes_are_refused() {
+    let dir = tempfile_dir();
+    let (_server, port) = start_server(dir.path(), &[]);
+    let mut conn = raw_connect(port).await;
+    conn.send(&ClientMsg::Join {
+        document: "pipe".into(),
+        name: "eager".into(),
+        key: 5,
+        known_revision: None,
+    })
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(T, conn.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, ServerMsg::Snapshot { revision: 0, .. }),
+        "{first:?}"
+    );
+    let one = TextOperation::splice(0, 0, 0, "a").unwrap();
+    let two = TextOperation::splice(1, 0, 0, "b").unwrap();
+    conn.feed(&ClientMsg::Change {
+        base_revision: 0,
+        seq: 1,
+        op: one,
+    })
+    .await
+    .unwrap();
+    conn.feed(&ClientMsg::Change {
+        base_revision: 0,
+        seq: 2,
+        op: two,
+    })
+    .await
+    .unwrap();
+    conn.flush().await.unwrap();
+    let (code, reason) = expect_error(&mut conn, T).await.expect("an error");
+    assert_eq!(code, ErrorCode::InFlight, "{reason}");
+    let reader = Client::join(port, "pipe", "reader").await;
+    assert_eq!(reader.text(), "a");
+}

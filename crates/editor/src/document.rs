@@ -67,6 +67,11 @@ impl Default for HistoryLimit {
     }
 }
 
+/// A change made more than this many revisions ago is refused as too old even if the
+/// history still reaches back that far: transforming it would cost the document's task
+/// time proportional to the lag. (The client reconnects, catches up and resends.)
+pub const MAX_TRANSFORM_LAG: u64 = 10_000;
+
 /// Keys remembered for deduplication before the least recent are forgotten.
 const MAX_REMEMBERED_KEYS: usize = 100_000;
 
@@ -86,8 +91,11 @@ pub fn op_weight(op: &TextOperation) -> usize {
 #[derive(Debug)]
 pub enum Outcome<'a> {
     Applied(&'a Committed),
-    /// `(key, seq)` was already committed; nothing changed.
-    Duplicate,
+    /// `(key, seq)` was already committed (as `revision` when it was the client's latest;
+    /// otherwise the current revision); nothing changed.
+    Duplicate {
+        revision: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -183,12 +191,15 @@ impl Document {
         base_revision: u64,
         op: TextOperation,
     ) -> Result<Outcome<'_>, ChangeError> {
-        if self
-            .last_seq
-            .get(&key)
-            .is_some_and(|&(last, _)| seq <= last)
-        {
-            return Ok(Outcome::Duplicate);
+        if let Some(&(last, revision)) = self.last_seq.get(&key) {
+            if seq == last {
+                return Ok(Outcome::Duplicate { revision });
+            }
+            if seq < last {
+                return Ok(Outcome::Duplicate {
+                    revision: self.revision,
+                });
+            }
         }
         if base_revision > self.revision {
             return Err(ChangeError::FutureRevision {
@@ -196,14 +207,16 @@ impl Document {
                 current: self.revision,
             });
         }
-        let oldest = self.oldest_base();
+        let oldest = self
+            .oldest_base()
+            .max(self.revision.saturating_sub(MAX_TRANSFORM_LAG));
         if base_revision < oldest {
             return Err(ChangeError::TooOld {
                 base: base_revision,
                 oldest,
             });
         }
-        let skip = usize::try_from(base_revision - oldest).unwrap_or(usize::MAX);
+        let skip = usize::try_from(base_revision - self.oldest_base()).unwrap_or(usize::MAX);
         let mut op = op;
         for committed in self.history.iter().skip(skip) {
             // The incoming change goes first at a tie when its author's id is lower; the
@@ -344,9 +357,25 @@ mod tests {
         d.receive(1, 1, 1, 0, ok.clone()).unwrap();
         assert!(matches!(
             d.receive(1, 1, 1, 0, ok).unwrap(),
-            Outcome::Duplicate
+            Outcome::Duplicate { revision: 1 }
         ));
         assert_eq!(d.text().to_string(), "xabc");
+    }
+
+    #[test]
+    fn changes_lagging_too_far_are_refused() {
+        let mut d = doc("");
+        for i in 0..=MAX_TRANSFORM_LAG {
+            let op = TextOperation::splice(i as usize, 0, 0, "a").unwrap();
+            d.receive(1, 1, i + 1, i, op).unwrap();
+        }
+        let op = TextOperation::splice(0, 0, 0, "b").unwrap();
+        assert!(matches!(
+            d.receive(2, 2, 1, 0, op),
+            Err(ChangeError::TooOld { base: 0, oldest: 1 })
+        ));
+        let op = TextOperation::splice(1, 0, 0, "b").unwrap();
+        assert!(d.receive(2, 2, 1, 1, op).is_ok());
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The server is full or shutting down.
     Busy,
+    /// A second change was sent before the first was acknowledged.
+    InFlight,
 }
 
 /// Checks a document name: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot, so a name

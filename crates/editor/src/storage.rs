@@ -531,7 +531,7 @@ mod tests {
         let base = doc.revision();
         match doc.receive(7, author_id(7), seq, base, op).unwrap() {
             Outcome::Applied(c) => c.clone(),
-            Outcome::Duplicate => panic!("duplicate"),
+            Outcome::Duplicate { .. } => panic!("duplicate"),
         }
     }
 

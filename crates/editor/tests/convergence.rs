@@ -196,7 +196,10 @@ impl Sim {
                     }
                 }
                 Err(e) => panic!("change refused: {e}"),
-                Ok(Outcome::Duplicate) => {}
+                Ok(Outcome::Duplicate { revision }) => {
+                    // Like the server: acknowledge again; the client ignores stale acks.
+                    self.send(s, ServerMsg::Ack { revision, seq });
+                }
                 Ok(Outcome::Applied(committed)) => {
                     let remote = committed.to_remote();
                     let ack = ServerMsg::Ack {

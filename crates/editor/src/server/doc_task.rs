@@ -258,8 +258,12 @@ impl DocState {
                 });
                 self.dirty = true;
             }
-            Ok(Outcome::Duplicate) => {
+            Ok(Outcome::Duplicate { revision }) => {
+                // Acknowledge again (it is durable already) so the session's count of
+                // changes in flight stays right; the client ignores acks it does not expect.
                 tracing::debug!("{}: change {seq} already applied", member.name);
+                let ack = Arc::new(ServerMsg::Ack { revision, seq });
+                self.deliver(session, ack);
             }
             Err(e) => {
                 let code = match e {

@@ -30,6 +30,9 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing to one client may block before it is given up on.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Changes a client may have unacknowledged (the protocol says one).
+const MAX_IN_FLIGHT: usize = 1;
+
 /// Shortest interval between two presence updates forwarded for one client.
 const PRESENCE_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -133,6 +136,10 @@ pub async fn run(
     // Cursor moves are forwarded at most once per PRESENCE_INTERVAL (the latest wins), so
     // a client flooding them cannot multiply its traffic by the number of participants.
     let mut presence_pending: Option<DocCmd> = None;
+    // Changes forwarded and not yet acknowledged (the protocol allows one): a client that
+    // pipelines changes, each possibly transformed against a long history, is stopped.
+    let me = crate::protocol::author_id(key);
+    let mut unacked = 0usize;
     let mut presence_next = tokio::time::Instant::now();
     let why = loop {
         tokio::select! {
@@ -148,11 +155,10 @@ pub async fn run(
                 break why;
             }
             out = out_rx.recv() => match out {
-                Some(msg) => {
-                    if let Err(e) = write_burst(&mut conn, msg, &mut out_rx).await {
-                        break e;
-                    }
-                }
+                Some(msg) => match write_burst(&mut conn, msg, &mut out_rx, me).await {
+                    Ok(acks) => unacked = unacked.saturating_sub(acks),
+                    Err(e) => break e,
+                },
                 None => break "document closed".to_owned(),
             },
             _ = tokio::time::sleep_until(presence_next), if presence_pending.is_some() => {
@@ -166,6 +172,13 @@ pub async fn run(
             msg = conn.recv() => {
                 let cmd = match msg {
                     Ok(Some(ClientMsg::Change { base_revision, seq, op })) => {
+                        if unacked >= MAX_IN_FLIGHT {
+                            let reason = "a change was sent before the previous one was acknowledged; keep one change in flight".to_owned();
+                            tracing::warn!("{addr}: {reason}");
+                            send_error(&mut conn, ErrorCode::InFlight, reason.clone()).await;
+                            break reason;
+                        }
+                        unacked += 1;
                         DocCmd::Change { session, seq, base_revision, op }
                     }
                     Ok(Some(ClientMsg::Presence { base_revision, selection })) => {
@@ -203,23 +216,35 @@ pub async fn run(
 }
 
 /// Writes `first` and whatever else is queued (up to a burst), then flushes once.
+/// Returns how many of the messages acknowledged one of the client's changes (an `Ack`, or
+/// its own change coming back as `Remote` after a reconnect).
 async fn write_burst(
     tx: &mut Conn,
     first: Outgoing,
     queue: &mut mpsc::Receiver<Outgoing>,
-) -> Result<(), String> {
+    me: u64,
+) -> Result<usize, String> {
+    let acks = |msg: &ServerMsg| match msg {
+        ServerMsg::Ack { .. } => 1,
+        ServerMsg::Remote(change) if change.author == me => 1,
+        _ => 0,
+    };
     let write = async {
+        let mut count = acks(&first);
         tx.feed(&first).await?;
         for _ in 1..WRITE_BURST {
             match queue.try_recv() {
-                Ok(msg) => tx.feed(&msg).await?,
+                Ok(msg) => {
+                    count += acks(&msg);
+                    tx.feed(&msg).await?
+                }
                 Err(_) => break,
             }
         }
-        tx.flush().await
+        tx.flush().await.map(|()| count)
     };
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(count)) => Ok(count),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("client did not read for {WRITE_TIMEOUT:?}")),
     }
