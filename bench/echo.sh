@@ -98,6 +98,7 @@ def combine(runs):
     return {
         "messages": sum(r["messages"] for r in runs),
         "msgs_per_sec": median("msgs_per_sec"),
+        "best_msgs_per_sec": max(r["msgs_per_sec"] for r in runs),
         "p50_us": median("p50_us"),
         "p99_us": median("p99_us"),
         "errors": sum(r["errors"] for r in runs),
@@ -116,7 +117,9 @@ lines = [
     "## echo",
     "",
     "Command: `bench/echo.sh` (release build; each row runs ours, ref, ref, ours, %d times over, "
-    "`DURATION=%s` per run; figures are each server's median over its %d runs). "
+    "`DURATION=%s` per run; figures are each server's median over its %d runs, plus its best "
+    "run for msgs/s: a run that other work on the machine preempted shows up as a p99 in "
+    "milliseconds and a low msgs/s, and the best run is the least disturbed one). "
     "Machine: %d vCPU (%s), %d GiB RAM, Linux %s; %s. Load driver for both servers: `echo-client HOST --bench --json` "
     "(each connection sends a message and waits for its echo, in a loop). Reference: "
     "`bench/echo_ref.c`, a single-threaded C epoll echo server built with `gcc -O2`, run in "
@@ -131,7 +134,7 @@ lines = [
        "nothing pinned: client, server and reference share the cores as the scheduler likes",
        load_start, load_end),
     "",
-    "| row | over | ours msgs/s | ref msgs/s | ratio | ours p50 / p99 µs | ref p50 / p99 µs | p50 ratio | server CPU µs/msg ours / ref | errors |",
+    "| row | over | ours msgs/s median / best | ref msgs/s median / best | ratio median / best | ours p50 / p99 µs | ref p50 / p99 µs | p50 ratio | server CPU µs/msg ours / ref | errors |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
 seen = []
@@ -142,10 +145,12 @@ for r in results:
     seen.append(key)
     ours, ref = by_key[key + ("ours",)], by_key[key + ("ref",)]
     lines.append(
-        "| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f | %.1f / %.1f | %d / %d |"
+        "| %s | %s | %.0f / %.0f | %.0f / %.0f | %.2f / %.2f | %.1f / %.1f | %.1f / %.1f | %.2f | %.1f / %.1f | %d / %d |"
         % (
-            r["row"], r["host"], ours["msgs_per_sec"], ref["msgs_per_sec"],
+            r["row"], r["host"], ours["msgs_per_sec"], ours["best_msgs_per_sec"],
+            ref["msgs_per_sec"], ref["best_msgs_per_sec"],
             ours["msgs_per_sec"] / max(ref["msgs_per_sec"], 1e-9),
+            ours["best_msgs_per_sec"] / max(ref["best_msgs_per_sec"], 1e-9),
             ours["p50_us"], ours["p99_us"], ref["p50_us"], ref["p99_us"],
             ours["p50_us"] / max(ref["p50_us"], 1e-9),
             cpu_us_per_msg(ours), cpu_us_per_msg(ref),
@@ -154,11 +159,13 @@ for r in results:
     )
 rows = [(by_key[k + ("ours",)], by_key[k + ("ref",)]) for k in seen]
 tput_ok = sum(o["msgs_per_sec"] >= 0.9 * r["msgs_per_sec"] for o, r in rows)
+best_ok = sum(o["best_msgs_per_sec"] >= 0.9 * r["best_msgs_per_sec"] for o, r in rows)
 p50_ok = sum(o["p50_us"] <= 1.2 * r["p50_us"] for o, r in rows)
 lines += [
     "",
-    "Goal met in this run: msgs/s >= 0.9 x reference in %d of %d rows, p50 <= 1.2 x reference "
-    "in %d of %d rows." % (tput_ok, len(rows), p50_ok, len(rows)),
+    "Goal met in this run: msgs/s >= 0.9 x reference in %d of %d rows by median (%d of %d "
+    "comparing each server's best run), p50 <= 1.2 x reference in %d of %d rows."
+    % (tput_ok, len(rows), best_ok, len(rows), p50_ok, len(rows)),
 ]
 table = "\n".join(lines) + "\n"
 print(table)
