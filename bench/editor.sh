@@ -13,8 +13,8 @@
 #     document; RSS with 100 documents of 1 MB loaded.
 #
 # Usage: bench/editor.sh   (RUNS=5 by default; about a minute). Needs cargo and python3.
-# The replay driver is crates/editor/examples/replay.rs (a stopgap until
-# `editor-client --replay` exists); load for the memory rows is examples/hold.rs.
+# The replay driver is `editor-client --replay TRACE --observers N --json`; load for the
+# memory rows is examples/hold.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,7 @@ trap cleanup EXIT
 echo "building release binaries and examples..." >&2
 cargo build --release --locked -p editor --bins --examples >&2
 SERVER="$TARGET/release/editor-server"
+CLIENT="$TARGET/release/editor-client"
 EX="$TARGET/release/examples"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -55,7 +56,7 @@ for obs in 0 1 16; do
   echo "replay with $obs observers..." >&2
   start_server "replay$obs"
   for _ in $(seq "$RUNS"); do
-    "$EX/replay" "$TRACE" --port "$PORT" --observers "$obs"
+    "$CLIENT" 127.0.0.1 --port "$PORT" --replay "$TRACE" --observers "$obs" --json
   done >"$OUT/replay$obs.jsonl"
   echo "$obs $(status_kb "$SPID" VmHWM)" >>"$OUT/replay_rss.txt"
   kill "$SPID"
@@ -106,9 +107,9 @@ lines.append("## editor\n")
 lines.append(f"Command: `bench/editor.sh` (release build, RUNS={runs}, medians). Machine: {ncpu} vCPU ({cpu}), {mem} RAM, Linux {kernel}; "
              f"load average {load0} at the start, {load1} at the end (other helpers' builds share the machine). "
              "Server: `editor-server` as shipped (journal fsync before every ack, info logging to a file). "
-             "Replay driver: `crates/editor/examples/replay.rs`, one writer using the library's `SyncClient` (every edit applied locally at once; "
+             "Replay driver: `editor-client 127.0.0.1 --port P --replay automerge-paper.json.gz --observers N --json`, one writer using the library's `SyncClient` (every edit applied locally at once; "
              "edits made while a change is in flight are buffered and sent as one composed change when the ack arrives), observers on the same document, "
-             "all on 127.0.0.1. Elapsed = first edit sent to the last observer holding a text equal to the trace's `endContent` (checked byte for byte; trace loading excluded). "
+             "all on 127.0.0.1. Elapsed = first edit sent to the last observer holding a text equal to the trace's `endContent` (checked byte for byte, as is the server's text received by a fresh connection afterwards; trace loading excluded). "
              "Baseline in the same process: the trace's patches applied to a local ropey `Rope`, no network.\n")
 lines.append("| automerge-paper (259,778 edits) | elapsed ms (median, min-max) | edits/s | changes committed | local rope ms | ratio to local rope | server peak RSS | converged |")
 lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")

@@ -1,13 +1,24 @@
-//! `editor-client`: joins a document on an `editor-server`. Line mode for now: prints the
-//! document, appends each input line, prints what others insert.
+//! `editor-client`: joins a document on an `editor-server`. Full-screen editing when stdin
+//! and stdout are terminals, line mode for scripts and pipes, and `--replay` to replay an
+//! editing trace through the server as a benchmark. The logic lives in `editor::client`.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::Parser;
 use editor::client::lines::{self, LineOptions};
+use editor::client::replay::{self, ReplayOptions};
+use editor::client::tui;
 use netutil::{ConnectOptions, Family};
 
 /// Collaborative plain-text editor client.
+///
+/// On a terminal it opens the document full-screen: type to insert, Backspace/Delete,
+/// arrows, Home/End, PgUp/PgDn, Ctrl-Home/End, paste; other participants' cursors are shown
+/// in colour with their names; Ctrl-Q quits (the server keeps every acknowledged edit).
+/// Otherwise (or with --lines) it prints the document, appends each input line to it and
+/// prints `Document updated: ...` for what others insert. If the connection drops it
+/// reconnects with backoff and sends what the server had not acknowledged.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -17,9 +28,10 @@ struct Args {
     /// Server TCP port.
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Document to edit (`[A-Za-z0-9._-]`, up to 64 characters).
-    #[arg(long = "doc", default_value = "default")]
-    document: String,
+    /// Document to edit (`[A-Za-z0-9._-]`, up to 64 characters). Default: `default`, or a
+    /// fresh random name with --replay.
+    #[arg(long = "doc")]
+    document: Option<String>,
     /// Name shown to other participants (default: your login name).
     #[arg(long)]
     name: Option<String>,
@@ -29,6 +41,17 @@ struct Args {
     /// Line mode even on a terminal: each input line is appended to the document.
     #[arg(long)]
     lines: bool,
+    /// Replay an editing trace (`.json` or `.json.gz`, editing-traces format) into a fresh
+    /// document as fast as the protocol allows, check every copy equals its endContent,
+    /// print a summary and exit (status 1 on any mismatch).
+    #[arg(long, value_name = "TRACE", conflicts_with_all = ["print", "lines"])]
+    replay: Option<PathBuf>,
+    /// With --replay: extra connections that follow the document and must converge too.
+    #[arg(long, default_value_t = 0, requires = "replay")]
+    observers: usize,
+    /// With --replay: print the summary as one JSON object.
+    #[arg(long, requires = "replay")]
+    json: bool,
     /// Connect over IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -40,7 +63,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("editor-client: {e:#}");
             std::process::ExitCode::FAILURE
@@ -48,13 +72,9 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+/// Ok(false): ran, but the outcome is a failure (a replay that did not converge).
+async fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
-    netutil::init_logging();
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if interactive && !args.lines && !args.print {
-        tracing::warn!("full-screen mode is not implemented yet; using line mode");
-    }
     let name = args
         .name
         .or_else(|| std::env::var("USER").ok())
@@ -65,19 +85,46 @@ async fn run() -> anyhow::Result<()> {
         (_, true) => Family::V6,
         _ => Family::Any,
     };
+    let connect = ConnectOptions {
+        family,
+        ..ConnectOptions::default()
+    };
     let options = LineOptions {
         host: args.host,
         port: args.port,
-        document: args.document,
+        document: args.document.clone().unwrap_or_else(|| "default".to_owned()),
         name,
-        connect: ConnectOptions {
-            family,
-            ..ConnectOptions::default()
-        },
+        connect,
         print_only: args.print,
     };
+    if let Some(trace) = args.replay {
+        netutil::init_logging();
+        let summary = replay::run(&ReplayOptions {
+            target: options.target(),
+            trace,
+            observers: args.observers,
+            document: args.document,
+        })
+        .await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            print!("{}", summary.to_text());
+        }
+        if !summary.converged {
+            eprintln!("editor-client: a copy of the document differs from the trace's endContent");
+        }
+        return Ok(summary.converged);
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if interactive && !args.lines && !args.print {
+        // No logging: it would scribble over the screen. Problems show in the status line.
+        tui::run(&options).await?;
+        return Ok(true);
+    }
+    netutil::init_logging();
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut stdout = std::io::stdout();
     lines::run(&options, stdin, &mut stdout).await?;
-    Ok(())
+    Ok(true)
 }

@@ -2,16 +2,18 @@
 //! print what others insert, and exit once every line is acknowledged.
 //!
 //! `printf 'hello\nworld\n' | editor-client --doc notes` appends two lines;
-//! `editor-client --doc notes --print` prints the document and exits.
+//! `editor-client --doc notes --print` prints the document and exits. If the connection
+//! drops, lines keep being read and are sent after the reconnect and catch-up.
 
 use std::io::Write;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+use super::link::{Link, LinkEvent, Target};
 use super::sync::{Event, SyncClient, SyncError};
 use crate::ot::{Component, TextOperation};
-use crate::protocol::{random_key, ClientMsg, ErrorCode, ServerMsg, PROTOCOL};
-use netutil::{ConnectOptions, Connection, NetError};
+use crate::protocol::{random_key, ClientMsg, ErrorCode};
+use netutil::{ConnectOptions, NetError};
 
 /// Where to connect and what to do.
 #[derive(Clone, Debug)]
@@ -25,7 +27,17 @@ pub struct LineOptions {
     pub print_only: bool,
 }
 
-/// Why line mode stopped early.
+impl LineOptions {
+    pub fn target(&self) -> Target {
+        Target {
+            host: self.host.clone(),
+            port: self.port,
+            connect: self.connect,
+        }
+    }
+}
+
+/// Why a client stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -40,23 +52,34 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
-type Conn = Connection<ServerMsg, ClientMsg>;
+/// Whether a refusal is worth reconnecting over. Refusals of the request itself (bad
+/// names, a change the server will never take) would only repeat; the rest (too slow,
+/// too far behind, busy, replaced by our own newer connection) go away after a catch-up.
+pub fn is_fatal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::BadName
+            | ErrorCode::BadDisplayName
+            | ErrorCode::BadChange
+            | ErrorCode::TooLarge
+            | ErrorCode::Malformed
+    )
+}
 
-/// Runs line mode until input ends and every line is acknowledged.
+/// Runs line mode until input ends and every line is acknowledged. A dropped connection
+/// is re-established in the background (see [`Link`]); lines typed meanwhile are kept.
 pub async fn run(
     options: &LineOptions,
     input: impl AsyncBufRead + Unpin,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
-    let (stream, addr) = netutil::connect(&options.host, options.port, &options.connect).await?;
-    tracing::debug!("connected to {addr}");
-    let mut conn: Conn = Connection::establish(stream, &PROTOCOL).await?;
+    let mut link = Link::connect(options.target()).await?;
     let mut sync = SyncClient::new(random_key());
-    conn.send(&sync.join(&options.document, &options.name))
-        .await?;
+    link.send(&sync.join(&options.document, &options.name))
+        .await;
     while !sync.is_joined() {
-        let msg = conn.recv().await?.ok_or(ClientError::Closed)?;
-        handle(&mut sync, &mut conn, msg, out, false).await?;
+        let event = link.next().await;
+        handle(&mut sync, &mut link, options, event, out, false).await?;
     }
     let text = sync.text().to_string();
     out.write_all(text.as_bytes())?;
@@ -75,15 +98,12 @@ pub async fn run(
             line = lines.next_line(), if input_open => match line? {
                 Some(line) => {
                     if let Some(msg) = append_line(&mut sync, &line)? {
-                        conn.send(&msg).await?;
+                        link.send(&msg).await;
                     }
                 }
                 None => input_open = false,
             },
-            msg = conn.recv() => {
-                let msg = msg?.ok_or(ClientError::Closed)?;
-                handle(&mut sync, &mut conn, msg, out, true).await?;
-            }
+            event = link.next() => handle(&mut sync, &mut link, options, event, out, true).await?,
         }
     }
     Ok(())
@@ -100,15 +120,39 @@ fn append_line(sync: &mut SyncClient, line: &str) -> Result<Option<ClientMsg>, S
 
 async fn handle(
     sync: &mut SyncClient,
-    conn: &mut Conn,
-    msg: ServerMsg,
+    link: &mut Link,
+    options: &LineOptions,
+    event: LinkEvent,
     out: &mut impl Write,
     show_updates: bool,
 ) -> Result<(), ClientError> {
+    let msg = match event {
+        LinkEvent::Message(msg) => msg,
+        LinkEvent::Lost { reason } => {
+            sync.disconnected();
+            tracing::warn!("connection lost ({reason}); reconnecting…");
+            return Ok(());
+        }
+        LinkEvent::Connected => {
+            tracing::info!("reconnected; catching up");
+            link.send(&sync.join(&options.document, &options.name))
+                .await;
+            return Ok(());
+        }
+    };
     for event in sync.receive(msg)? {
         match event {
-            Event::Send(msg) => conn.send(&msg).await?,
-            Event::Error { code, reason } => return Err(ClientError::Server { code, reason }),
+            Event::Send(msg) => link.send(&msg).await,
+            Event::Error { code, reason } if is_fatal(code) => {
+                return Err(ClientError::Server { code, reason })
+            }
+            Event::Error { code, reason } => {
+                tracing::warn!("server: {reason} ({code:?})");
+                link.lose(reason);
+            }
+            Event::Reset { discarded: true } => {
+                tracing::warn!("the server's copy replaced ours; unacknowledged lines were lost")
+            }
             Event::RemoteEdit { op, .. } if show_updates => print_update(&op, out)?,
             _ => {}
         }

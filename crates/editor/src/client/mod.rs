@@ -1,5 +1,12 @@
-//! The client side: the pure sync state machine ([`sync`]) and the front ends built on it
-//! ([`lines`]: line mode for scripts and pipes).
+//! The client side: the pure sync state machine ([`sync`]), the reconnecting connection
+//! ([`link`]) and the front ends built on them: [`lines`] (line mode for scripts and
+//! pipes), [`tui`] (full-screen, over the pure [`view`] model and [`render`]), and
+//! [`replay`] (trace replay benchmark).
 
 pub mod lines;
+pub mod link;
+pub mod replay;
+pub mod render;
 pub mod sync;
+pub mod tui;
+pub mod view;
