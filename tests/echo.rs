@@ -532,6 +532,7 @@ fn a_client_that_never_reads_stalls_only_itself_and_memory_stays_bounded() {
         stalled_at < TOTAL / 2,
         "stalled only after {stalled_at} bytes"
     );
+    eprintln!("the non-reading client stalled after {stalled_at} bytes");
 
     // Meanwhile another client is served normally.
     let mut other = connect(v6(port));
