@@ -92,7 +92,10 @@ async fn run() -> anyhow::Result<bool> {
     let options = LineOptions {
         host: args.host,
         port: args.port,
-        document: args.document.clone().unwrap_or_else(|| "default".to_owned()),
+        document: args
+            .document
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         name,
         connect,
         print_only: args.print,

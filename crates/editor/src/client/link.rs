@@ -167,10 +167,7 @@ impl Link {
             match &mut self.state {
                 State::Up(conn) => match conn.recv().await {
                     Ok(Some(msg)) => {
-                        if matches!(
-                            msg,
-                            ServerMsg::Snapshot { .. } | ServerMsg::Catchup { .. }
-                        ) {
+                        if matches!(msg, ServerMsg::Snapshot { .. } | ServerMsg::Catchup { .. }) {
                             self.backoff.reset();
                         }
                         return LinkEvent::Message(msg);
@@ -181,8 +178,7 @@ impl Link {
                 State::Waiting { until } => {
                     tokio::time::sleep_until(*until).await;
                     let target = self.target.clone();
-                    self.state =
-                        State::Connecting(Box::pin(async move { target.connect().await }));
+                    self.state = State::Connecting(Box::pin(async move { target.connect().await }));
                 }
                 State::Connecting(attempt) => match attempt.await {
                     Ok(conn) => {
@@ -216,7 +212,11 @@ mod tests {
         let expected = [100u64, 200, 400, 800, 1600, 3200, 5000, 5000, 5000, 5000];
         for (d, cap) in caps.iter().zip(expected) {
             let cap = Duration::from_millis(cap);
-            assert!(*d <= cap && *d >= cap / 2, "{d:?} not in [{:?}, {cap:?}]", cap / 2);
+            assert!(
+                *d <= cap && *d >= cap / 2,
+                "{d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         b.reset();
         assert!(b.delay() <= Duration::from_millis(100));

@@ -5,8 +5,8 @@
 
 pub mod lines;
 pub mod link;
-pub mod replay;
 pub mod render;
+pub mod replay;
 pub mod sync;
 pub mod tui;
 pub mod view;

@@ -128,7 +128,11 @@ fn draw_peers(buf: &mut Buffer, area: Rect, text: &Rope, view: &View, peers: &[P
             }
             cell.set_style(Style::default().bg(peer.colour).fg(Color::Black));
         }
-        let line_end = line_col(text, text.line_to_char(line) + super::view::content_len(text, line)).1;
+        let line_end = line_col(
+            text,
+            text.line_to_char(line) + super::view::content_len(text, line),
+        )
+        .1;
         let start = match label_end.iter().find(|(r, _)| *r == row) {
             Some((_, c)) => *c,
             None => line_end + 2,
@@ -173,11 +177,18 @@ fn draw_status(
         .revision
         .map_or_else(|| "-".to_owned(), |r| r.to_string());
     let mut spans = vec![
-        Span::styled(format!(" {} ", status.document), bar.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!(" {} ", status.document),
+            bar.add_modifier(Modifier::BOLD),
+        ),
         Span::styled(format!(" r{revision} "), bar),
         Span::styled(format!(" {state} "), bar),
         Span::styled(
-            format!(" {} participant{}: ", peers.len() + 1, if peers.is_empty() { "" } else { "s" }),
+            format!(
+                " {} participant{}: ",
+                peers.len() + 1,
+                if peers.is_empty() { "" } else { "s" }
+            ),
             bar,
         ),
         Span::styled(format!("{} (you)", status.name), bar),
@@ -189,7 +200,10 @@ fn draw_status(
             Style::default().bg(peer.colour).fg(Color::Black),
         ));
     }
-    spans.push(Span::styled(format!("  Ln {}, Col {}", line + 1, col + 1), bar));
+    spans.push(Span::styled(
+        format!("  Ln {}, Col {}", line + 1, col + 1),
+        bar,
+    ));
     if let Some(notice) = &status.notice {
         spans.push(Span::styled(format!("  {notice}"), bar));
     }
@@ -215,7 +229,14 @@ mod tests {
         }
     }
 
-    fn render(text: &Rope, view: &View, peers: &[Peer], status: &Status, w: u16, h: u16) -> (Vec<String>, Buffer, Position) {
+    fn render(
+        text: &Rope,
+        view: &View,
+        peers: &[Peer],
+        status: &Status,
+        w: u16,
+        h: u16,
+    ) -> (Vec<String>, Buffer, Position) {
         let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
         let frame = terminal
             .draw(|f| draw(f, text, view, peers, status))
@@ -298,7 +319,11 @@ mod tests {
         assert_eq!(buf[(5, 1)].bg, PALETTE[2], "a cursor at the end of a line");
         assert_eq!(rows[0].trim_end(), "hello   alice   bob");
         assert_eq!(rows[1].trim_end(), "world   carol");
-        assert!(rows[4].contains("4 participants: me (you) alice bob carol"), "{}", rows[4]);
+        assert!(
+            rows[4].contains("4 participants: me (you) alice bob carol"),
+            "{}",
+            rows[4]
+        );
     }
 
     #[test]

@@ -209,7 +209,9 @@ pub async fn run(options: &ReplayOptions) -> Result<Summary, ReplayError> {
     let (_check, checker) = join(target, &doc, "replay-check").await?;
     converged &= checker.text() == trace.end.as_str();
 
-    let secs = elapsed.as_secs_f64().max(Duration::from_nanos(1).as_secs_f64());
+    let secs = elapsed
+        .as_secs_f64()
+        .max(Duration::from_nanos(1).as_secs_f64());
     Ok(Summary {
         document: doc,
         edits: trace.patches.len(),

@@ -12,7 +12,9 @@ use std::io::{Stdout, Write};
 use std::time::Duration;
 
 use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent};
+use ratatui::crossterm::event::{
+    self, DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent,
+};
 use ratatui::crossterm::execute;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
@@ -90,7 +92,9 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
         if app.done(&link) {
             return Ok(());
         }
-        let deadline = app.quitting.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let deadline = app
+            .quitting
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             ev = input.recv() => match ev {
                 Some(ev) => app.terminal_event(&mut link, ev).await,

@@ -371,7 +371,11 @@ impl View {
             Action::Down => self.vertical(text, line, offset, 1),
             Action::PageUp | Action::PageDown => {
                 let page = self.height.saturating_sub(1).max(1) as isize;
-                let dir = if *action == Action::PageUp { -page } else { page };
+                let dir = if *action == Action::PageUp {
+                    -page
+                } else {
+                    page
+                };
                 let top_line = self.top_line(text) as isize;
                 let last = text.len_lines().saturating_sub(1) as isize;
                 let new_top = (top_line + dir).clamp(0, last) as usize;
@@ -401,10 +405,11 @@ impl View {
     }
 
     /// A remote change (in local coordinates) was applied to the text: the cursor keeps
-    /// its place between the same characters; the first shown line stays the same text.
+    /// its place between the same characters; lines inserted above the first shown line
+    /// do not scroll the view, lines inserted right at it are shown.
     pub fn remote(&mut self, op: &TextOperation, text: &Rope) {
         self.cursor = transform_index(self.cursor, op, false).min(text.len_chars());
-        self.top = transform_index(self.top, op, true).min(text.len_chars());
+        self.top = transform_index(self.top, op, false).min(text.len_chars());
         self.scroll_into_view(text);
     }
 
@@ -543,7 +548,10 @@ mod tests {
         assert_eq!(t, "hi");
         assert_eq!(v.cursor(), 2);
         let (t, _) = run("ab\r\ncd", 4, &[Action::Backspace]);
-        assert_eq!(t, "abcd", "backspace at a line start removes a whole \\r\\n");
+        assert_eq!(
+            t, "abcd",
+            "backspace at a line start removes a whole \\r\\n"
+        );
         let (t, _) = run("ab\ncd", 2, &[Action::Delete]);
         assert_eq!(t, "abcd");
         let (t, _) = run("ab", 2, &[Action::Delete]);
@@ -666,13 +674,17 @@ mod tests {
         let at = TextOperation::splice(16, 11, 0, "big ").unwrap();
         at.apply(&mut rope).unwrap();
         view.remote(&at, &rope);
-        assert_eq!(view.cursor(), 11, "text inserted at the cursor goes after it");
+        assert_eq!(
+            view.cursor(),
+            11,
+            "text inserted at the cursor goes after it"
+        );
         let delete = TextOperation::splice(20, 0, 5, "").unwrap();
         delete.apply(&mut rope).unwrap();
         view.remote(&delete, &rope);
         assert_eq!(view.cursor(), 6);
         assert_eq!(rope.to_string(), "hello big world");
-        // The first shown line stays the same text when lines are inserted above it.
+        // The first shown line stays the same text when lines are inserted above it...
         let text: String = (0..20).map(|i| format!("l{i}\n")).collect();
         let mut rope = Rope::from_str(&text);
         let mut view = View::new(20, 5);
@@ -683,5 +695,12 @@ mod tests {
         view.remote(&op, &rope);
         assert_eq!(view.top_line(&rope), top + 2);
         assert_eq!(view.cursor_line_col(&rope), (14, 0));
+        // ...and lines inserted right at it are shown.
+        let top_char = rope.line_to_char(view.top_line(&rope));
+        let op = TextOperation::splice(rope.len_chars(), top_char, 0, "here\n").unwrap();
+        op.apply(&mut rope).unwrap();
+        view.remote(&op, &rope);
+        assert_eq!(view.top_line(&rope), top + 2);
+        assert_eq!(rope.line(top + 2).to_string(), "here\n");
     }
 }

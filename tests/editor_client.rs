@@ -1,0 +1,388 @@
+#![allow(clippy::unwrap_used)]
+//! End-to-end tests of `editor-client` (issue 6): trace replay, reconnecting across a
+//! server restart, and the full-screen mode driven inside tmux, each against a real
+//! `editor-server` on an OS-chosen port (see `support/editor.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::editor::{start_server, Client};
+
+const T: Duration = Duration::from_secs(20);
+
+/// A temporary directory removed on drop (no extra crates in the e2e package).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("editor-client-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `../shared/traces` beside the project root.
+fn trace(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/traces")
+        .join(name)
+}
+
+fn client_cmd(port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(e2e::bin_path("editor-client"));
+    cmd.args(["127.0.0.1", "--port", &port.to_string()])
+        .args(extra);
+    cmd
+}
+
+/// `--replay` of a real trace with observers converges and prints the JSON summary; a
+/// trace whose endContent does not match its patches is reported and exits 1.
+#[test]
+fn replay_converges_and_reports_mismatches() {
+    let dir = TempDir::new();
+    let (_server, port) = start_server(dir.path(), &[]);
+    let svelte = trace("sveltecomponent.json.gz");
+    assert!(svelte.exists(), "{} is missing", svelte.display());
+    let out = client_cmd(
+        port,
+        &[
+            "--replay",
+            svelte.to_str().unwrap(),
+            "--observers",
+            "3",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["edits"], 19_749);
+    assert_eq!(summary["observers"], 3);
+    assert_eq!(summary["converged"], true);
+    assert!(summary["elapsed_ms"].as_f64().unwrap() > 0.0);
+    assert!(summary["edits_per_sec"].as_f64().unwrap() > 0.0);
+
+    // The replayed document is on the server, equal to the trace's end.
+    let doc = summary["document"].as_str().unwrap().to_owned();
+    let out = client_cmd(port, &["--doc", &doc, "--print"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.len() > 10_000);
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"startContent":"","endContent":"xyz","txns":[{"patches":[[0,0,"abc"]]}]}"#,
+    )
+    .unwrap();
+    let out = client_cmd(port, &["--replay", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("converged: NO"), "{stdout}");
+}
+
+/// The server is killed (-9) under a connected line-mode client and restarted on the same
+/// port and data directory: a line sent just before the kill and a line typed while the
+/// server was down both end up in the document exactly once, the client says it is
+/// reconnecting, and it exits 0 once everything is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_mode_reconnects_across_a_server_restart() {
+    let dir = TempDir::new();
+    let (mut server, port) = start_server(dir.path(), &[]);
+    let port_arg = port.to_string();
+    let mut client = e2e::Proc::start(
+        "editor-client",
+        &[
+            "127.0.0.1",
+            "--port",
+            &port_arg,
+            "--doc",
+            "restart",
+            "--lines",
+            "--name",
+            "liner",
+        ],
+    );
+    let mut watcher = Client::join(port, "restart", "watcher").await;
+    client.write_stdin("one\n");
+    assert!(
+        watcher
+            .wait_until(T, |s| s.text().to_string() == "one\n")
+            .await,
+        "{}",
+        client.stderr_text()
+    );
+
+    // "two" may be in flight, committed without its ack reaching the client, or not sent.
+    client.write_stdin("two\n");
+    server.kill9();
+    watcher.disconnect();
+    assert!(
+        client.wait_for("reconnecting", T).is_some(),
+        "{}",
+        client.stderr_text()
+    );
+    client.write_stdin("three\n");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let data = dir.path().to_str().unwrap();
+    let server = e2e::Proc::start(
+        "editor-server",
+        &[
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+            data,
+        ],
+    );
+    assert_eq!(server.listening_port(), port);
+    watcher.reconnect(port).await;
+    let want = "one\ntwo\nthree\n";
+    assert!(
+        watcher
+            .wait_until(T, |s| s.text().to_string() == want)
+            .await,
+        "watcher has {:?}; client stderr:\n{}",
+        watcher.text(),
+        client.stderr_text()
+    );
+    assert!(client.wait_for("reconnected", T).is_some());
+    drop(client.child.stdin.take());
+    let status = client.wait_exit(T).expect("client exits after its acks");
+    assert!(status.success(), "{}", client.stderr_text());
+    let fresh = Client::join(port, "restart", "fresh").await;
+    assert_eq!(fresh.text(), want);
+}
+
+/// A tmux server on its own socket, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env("LANG", "C.UTF-8")
+            .output()
+            .unwrap()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ed"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status.success());
+    }
+
+    fn type_text(&self, text: &str) {
+        assert!(self
+            .cmd(&["send-keys", "-t", "ed", "-l", text])
+            .status
+            .success());
+    }
+
+    fn screen(&self) -> Vec<String> {
+        let out = self.cmd(&["capture-pane", "-p", "-t", "ed"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn cursor(&self) -> (usize, usize) {
+        let out = self.cmd(&[
+            "display-message",
+            "-p",
+            "-t",
+            "ed",
+            "#{cursor_x} #{cursor_y}",
+        ]);
+        let s = String::from_utf8_lossy(&out.stdout);
+        let mut it = s.split_whitespace().map(|n| n.parse().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    }
+
+    /// Polls the screen until `cond` holds; panics with the screen on timeout.
+    fn wait_screen(&self, what: &str, cond: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + T;
+        loop {
+            let screen = self.screen();
+            if cond(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                screen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd(&["has-session", "-t", "ed"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// The full-screen client inside tmux (100x30) against a real server while a protocol
+/// client ("bob") edits the same document: typing (including wide characters) reaches bob,
+/// bob's edits appear without moving the local cursor's logical position, bob's cursor and
+/// name are shown, Backspace and Enter work, the window can be resized, Ctrl-Q quits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_screen_client_in_tmux() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED full_screen_client_in_tmux: tmux is not installed");
+        return;
+    }
+    let dir = TempDir::new();
+    let (_server, port) = start_server(dir.path(), &[]);
+    let mut bob = Client::join(port, "tui", "bob").await;
+    bob.insert(0, "first line\nsecond line\n").await;
+    assert!(bob.settle(T).await);
+
+    let tmux = Tmux {
+        socket: format!("editor-e2e-{}", std::process::id()),
+    };
+    let command = format!(
+        "{} 127.0.0.1 --port {port} --doc tui --name carol",
+        e2e::bin_path("editor-client").display()
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-s",
+        "ed",
+        &command,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    tmux.wait_screen("the document and status line", |s| {
+        s[0] == "first line" && s[29].contains("tui") && s[29].contains("carol (you)")
+    });
+    assert_eq!(tmux.cursor(), (0, 0));
+
+    // Bob sees carol join; carol sees bob.
+    assert!(
+        bob.wait_until(T, |s| s.participants().any(|p| p.name == "carol"))
+            .await
+    );
+    tmux.wait_screen("bob in the status line", |s| s[29].contains("bob"));
+
+    // Ctrl-End, then type with wide characters.
+    tmux.keys(&["C-End"]);
+    tmux.type_text("typed 漢字!");
+    let want = "first line\nsecond line\ntyped 漢字!";
+    assert!(
+        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        "bob has {:?}; screen:\n{}",
+        bob.text(),
+        tmux.screen().join("\n")
+    );
+    tmux.wait_screen("the typed line", |s| s[2] == "typed 漢字!");
+    // 6 + 2 * 2 + 1 cells.
+    assert_eq!(tmux.cursor(), (11, 2));
+
+    // Home, then bob inserts a line at the top and text right at carol's cursor: carol's
+    // cursor stays before "typed" (one row lower), so her typing lands there.
+    tmux.keys(&["Home"]);
+    let deadline = Instant::now() + T;
+    while bob
+        .sync
+        .participants()
+        .all(|p| p.name != "carol" || p.selection.map(|s| s.head) != Some(23))
+    {
+        assert!(Instant::now() < deadline, "carol's cursor never reached 23");
+        bob.step(Duration::from_millis(100)).await;
+    }
+    bob.insert(0, "X\n").await;
+    bob.insert(25, "[bob]").await;
+    assert!(bob.settle(T).await);
+    tmux.wait_screen("bob's edits", |s| {
+        s[0] == "X" && s[3].starts_with("[bob]typed")
+    });
+    tmux.type_text("> ");
+    let want = "X\nfirst line\nsecond line\n> [bob]typed 漢字!";
+    assert!(
+        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        "bob has {:?}",
+        bob.text()
+    );
+    // Bob's cursor is drawn with his name after the end of his line.
+    bob.pump().await;
+    let head = bob.sync.text().len_chars();
+    let msg = bob
+        .sync
+        .set_selection(Some(editor::presence::Selection::cursor(head)));
+    if let (Some(msg), Some(conn)) = (msg, bob.conn.as_mut()) {
+        conn.send(&msg).await.unwrap();
+    }
+    tmux.wait_screen("bob's name tag", |s| {
+        s[3].starts_with("> [bob]typed 漢字!") && s[3].contains(" bob")
+    });
+    assert_eq!(tmux.cursor(), (2, 3));
+
+    // Backspace, Enter, End.
+    tmux.keys(&["End", "BSpace", "Enter"]);
+    tmux.type_text("new");
+    let want = "X\nfirst line\nsecond line\n> [bob]typed 漢字\nnew";
+    assert!(
+        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        "bob has {:?}",
+        bob.text()
+    );
+
+    // A smaller window: the status line moves to the new last row.
+    let out = tmux.cmd(&["resize-window", "-t", "ed", "-x", "60", "-y", "12"]);
+    assert!(out.status.success(), "{out:?}");
+    tmux.wait_screen("the status line on row 12", |s| {
+        s.len() >= 12 && s[11].contains("carol (you)") && s[4].starts_with("new")
+    });
+
+    tmux.keys(&["C-q"]);
+    let deadline = Instant::now() + T;
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "Ctrl-Q did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        bob.wait_until(T, |s| s.participants().all(|p| p.name != "carol"))
+            .await
+    );
+    assert_eq!(bob.text(), want);
+}
