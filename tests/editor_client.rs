@@ -268,7 +268,7 @@ async fn full_screen_client_in_tmux() {
         return;
     }
     let dir = TempDir::new();
-    let (_server, port) = start_server(dir.path(), &[]);
+    let (mut server, port) = start_server(dir.path(), &[]);
     let mut bob = Client::join(port, "tui", "bob").await;
     bob.insert(0, "first line\nsecond line\n").await;
     assert!(bob.settle(T).await);
@@ -372,6 +372,41 @@ async fn full_screen_client_in_tmux() {
     assert!(out.status.success(), "{out:?}");
     tmux.wait_screen("the status line on row 12", |s| {
         s.len() >= 12 && s[11].contains("carol (you)") && s[4].starts_with("new")
+    });
+
+    // The server dies under the full-screen client: the status line says so, typing goes
+    // on, and after a restart on the same port what was typed arrives exactly once.
+    server.kill9();
+    bob.disconnect();
+    tmux.wait_screen("reconnecting in the status line", |s| {
+        s.len() >= 12 && s[11].contains("reconnecting…")
+    });
+    tmux.type_text(" offline");
+    tmux.wait_screen("offline typing", |s| s[4].starts_with("new offline"));
+    let port_arg = port.to_string();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let server = e2e::Proc::start(
+        "editor-server",
+        &[
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+            &data,
+        ],
+    );
+    assert_eq!(server.listening_port(), port);
+    bob.reconnect(port).await;
+    let want = format!("{want} offline");
+    assert!(
+        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        "bob has {:?}; screen:\n{}",
+        bob.text(),
+        tmux.screen().join("\n")
+    );
+    tmux.wait_screen("connected again", |s| {
+        s[11].contains("connected") && !s[11].contains("reconnecting")
     });
 
     tmux.keys(&["C-q"]);
