@@ -157,8 +157,8 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
     let content = vec![7u8; 100_000];
     let copied_at = Instant::now();
     std::fs::write(cluster.dir(3).join(name), &content).unwrap();
-    // The hash itself is checked by the index's unit tests; here: 64 hex digits.
-    let line = format!("  {name} (100000 bytes, blake3 ");
+    // The identity itself is checked by the index's unit tests; here: 64 hex digits.
+    let line = format!("  {name} (100000 bytes, id ");
     let hashed = |t: &str| {
         t.lines().any(|l| {
             l.strip_prefix(line.as_str()).is_some_and(|rest| {
@@ -194,13 +194,13 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
     );
 }
 
-/// A netutil hello frame for protocol `p2p-node` version 1, written out by hand so this
+/// A netutil hello frame for protocol `p2p-node` version 2, written out by hand so this
 /// test depends on the wire format, not on the crate.
 fn hello_frame() -> Vec<u8> {
     let mut payload = b"NETUTIL1".to_vec();
     payload.push(8);
     payload.extend_from_slice(b"p2p-node");
-    payload.push(1);
+    payload.push(2);
     frame(&payload)
 }
 
@@ -327,7 +327,7 @@ fn console_answers_leader_peers_files_get_and_quit() {
             }
         }
     });
-    node.write_stdin("leader\npeers\nfiles\nget from-node-1.txt\nbogus\nquit\n");
+    node.write_stdin("leader\npeers\nfiles\nget ../from-node-1.txt\nbogus\nquit\n");
     let mut out = Vec::new();
     while let Ok(line) = rx.recv_timeout(HANG_GUARD) {
         let done = line == "bye";
@@ -341,7 +341,12 @@ fn console_answers_leader_peers_files_get_and_quit() {
     assert!(text.contains("Node 1 at 127.0.0.1:"), "{text}");
     assert!(text.contains("Leader Node 1 files:"), "{text}");
     assert!(text.contains("  from-node-2.txt ("), "{text}");
-    assert!(text.contains("not implemented yet"), "{text}");
+    assert!(
+        text.contains(
+            "get ../from-node-1.txt: failed: \"../from-node-1.txt\" is not a valid file name"
+        ),
+        "{text}"
+    );
     assert!(text.contains("unknown command"), "{text}");
     let status = node.wait_exit(HANG_GUARD).expect("quit ends the process");
     assert!(status.success());

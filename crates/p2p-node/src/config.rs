@@ -234,6 +234,8 @@ pub struct NodeConfig {
     pub timing: Timing,
     /// How often the directory is rescanned for changes.
     pub rescan: Duration,
+    /// How pieces are served to downloaders.
+    pub serve: crate::serve::ServeOptions,
 }
 
 impl NodeConfig {

@@ -1,8 +1,10 @@
 //! File indexes: this node's shared directory, and the leader's view of the whole cluster.
 //!
 //! [`LocalIndex`] scans `--dir` (regular files directly inside it; a symlink counts only
-//! when it resolves to a regular file inside the directory) and hashes each file with
-//! BLAKE3. Hashes are cached by (size, mtime), so an unchanged file is read once; a file
+//! when it resolves to a regular file inside the directory; downloads in progress,
+//! `NAME.part` and its record, are not files of their own) and hashes each file's pieces
+//! with BLAKE3 ([`crate::pieces`]); the file's identity is the hash over its piece hashes.
+//! Piece hashes are cached by (size, mtime), so an unchanged file is read once; a file
 //! modified within the last second is not trusted to the cache (a second write in the same
 //! mtime tick would go unnoticed), so it is hashed again on the next scan.
 //!
@@ -17,21 +19,18 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::election::{NodeId, Term};
-use crate::protocol::{is_safe_name, ContentHash, FileEntry, NodeFiles, MAX_FILES};
+use std::sync::Arc;
 
-/// Hashes a whole file with BLAKE3.
-pub fn hash_file(path: &Path) -> io::Result<ContentHash> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
-    Ok(ContentHash(*hasher.finalize().as_bytes()))
-}
+use crate::election::{NodeId, Term};
+use crate::pieces::{hash_file, is_download_artifact, FilePieces};
+use crate::protocol::{is_safe_name, ContentHash, FileEntry, NodeFiles, MAX_FILES};
 
 #[derive(Debug, Clone)]
 struct Cached {
     size: u64,
     mtime: SystemTime,
     hash: ContentHash,
+    pieces: Arc<FilePieces>,
     /// False when the file was modified so recently that a later write could keep its mtime.
     trusted: bool,
 }
@@ -71,7 +70,7 @@ impl LocalIndex {
                 tracing::debug!("skipping a file whose name is not UTF-8");
                 continue;
             };
-            if !is_safe_name(&name) {
+            if !is_safe_name(&name) || is_download_artifact(&name) {
                 continue;
             }
             if let Some(meta) = shareable(&root, &entry.path()) {
@@ -100,13 +99,21 @@ impl LocalIndex {
             let cached = match hit {
                 Some(c) => c,
                 None => {
-                    let Ok(hash) = hash_file(&path) else { continue };
+                    let pieces = match hash_file(&path) {
+                        Ok(p) if p.size == size => p,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::debug!("cannot hash {name:?}: {e}");
+                            continue;
+                        }
+                    };
                     self.last_hashed += 1;
                     let age = started.duration_since(mtime).unwrap_or(Duration::ZERO);
                     Cached {
                         size,
                         mtime,
-                        hash,
+                        hash: pieces.identity(),
+                        pieces: Arc::new(pieces),
                         trusted: age > Duration::from_secs(1),
                     }
                 }
@@ -115,11 +122,17 @@ impl LocalIndex {
                 name: name.clone(),
                 size: cached.size,
                 hash: cached.hash,
+                partial: false,
             });
             cache.insert(name, cached);
         }
         self.cache = cache;
         Ok(files)
+    }
+
+    /// The piece hashes of a file listed by the last scan.
+    pub fn pieces(&self, name: &str) -> Option<Arc<FilePieces>> {
+        self.cache.get(name).map(|c| c.pieces.clone())
     }
 }
 
@@ -234,7 +247,12 @@ impl ClusterIndex {
                 out.push_str("  (no files)\n");
             }
             for f in files {
-                let _ = writeln!(out, "  {} ({} bytes, blake3 {})", f.name, f.size, f.hash);
+                let partial = if f.partial { ", partial" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  {} ({} bytes, id {}{partial})",
+                    f.name, f.size, f.hash
+                );
             }
         }
         out
@@ -279,6 +297,7 @@ mod tests {
             name: name.into(),
             size,
             hash: ContentHash([size as u8; 32]),
+            partial: false,
         }
     }
 
@@ -294,7 +313,16 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, vec!["a b ü.bin", "b.txt"]);
         assert_eq!(files[1].size, 5);
-        assert_eq!(files[1].hash.0, *blake3::hash(b"hello").as_bytes());
+        let pieces = index.pieces("b.txt").unwrap();
+        assert_eq!(pieces.hashes, vec![*blake3::hash(b"hello").as_bytes()]);
+        assert_eq!(files[1].hash, pieces.identity());
+        fs::write(dir.path().join("c.part"), b"partial").unwrap();
+        fs::write(dir.path().join("c.part.pieces"), b"record").unwrap();
+        assert_eq!(
+            index.scan().unwrap().len(),
+            2,
+            "downloads in progress are not listed"
+        );
     }
 
     #[test]
@@ -345,7 +373,7 @@ mod tests {
         assert!(index.set(1, vec![]));
         assert!(!index.set(1, vec![]));
         let text = index.render();
-        let expected_start = "Leader Node 2 files:\n  a (1 bytes, blake3 0101";
+        let expected_start = "Leader Node 2 files:\n  a (1 bytes, id 0101";
         assert!(text.starts_with(expected_start), "{text}");
         let node1 = text.find("Node 1 files:\n  (no files)\n").unwrap();
         let node3 = text.find("Node 3 files:\n  c (3 bytes").unwrap();

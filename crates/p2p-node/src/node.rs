@@ -7,10 +7,16 @@
 //! follower) are carried out here, and may feed further inputs (a closed link is a
 //! `Disconnected`), processed in order from a work queue. Nothing in the loop blocks:
 //! hashing and log writing run on their own tasks.
+//!
+//! Downloads (`get NAME`, [`crate::swarm`]) run as tasks of their own; they ask the loop
+//! for the cluster index and announce themselves as partial holders through
+//! [`SwarmEvent`]s. The [`Library`] of servable files is shared with the listener's data
+//! connections ([`crate::serve`]) and updated by scans and downloads.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netutil::{NetError, Shutdown};
@@ -23,6 +29,8 @@ use crate::election::{Action, Election, Input, NodeId, Role};
 use crate::index::{write_atomic, ClusterIndex, LocalIndex};
 use crate::peers::{PeerEvent, Peers, Verdict};
 use crate::protocol::{validate_files, FileEntry, Message, MAX_NODES};
+use crate::serve::Library;
+use crate::swarm::{self, SwarmContext, SwarmEvent, MAX_DOWNLOADS};
 
 /// Link events queued for the event loop before link readers wait (backpressure).
 const EVENT_QUEUE: usize = 4096;
@@ -74,11 +82,14 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
     let (files_tx, mut files_rx) = mpsc::channel(4);
     let (console_tx, mut console_rx) = mpsc::channel::<Request>(4);
     let (log_tx, log_rx) = watch::channel(None);
+    let (swarm_tx, mut swarm_rx) = mpsc::channel::<SwarmEvent>(64);
+    let library = Arc::new(Library::new(config.dir.clone(), config.serve.clone()));
 
     shutdown.spawn(scan_loop(
         LocalIndex::new(config.dir.clone()),
         config.rescan,
         files_tx,
+        library.clone(),
         token.clone(),
     ));
     shutdown.spawn(log_writer(
@@ -95,7 +106,16 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         peer_tx,
         token.clone(),
         shutdown.tracker().clone(),
+        library.clone(),
     );
+    let swarm = Arc::new(SwarmContext {
+        me,
+        cluster: config.cluster.clone(),
+        dir: config.dir.clone(),
+        library,
+        events: swarm_tx,
+        token: token.clone(),
+    });
     let mut node = Node {
         me,
         election: Election::new(me, &config.cluster.ids(), config.timing),
@@ -105,6 +125,9 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         log_tx,
         files_waiters: Vec::new(),
         shutdown: shutdown.clone(),
+        swarm,
+        downloads: BTreeSet::new(),
+        partial: BTreeMap::new(),
     };
     node.input(Input::Start);
 
@@ -130,6 +153,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
             },
             Some(files) = files_rx.recv() => node.on_local_files(files),
             Some((command, reply)) = console_rx.recv() => node.on_console(command, reply),
+            Some(event) = swarm_rx.recv() => node.on_swarm(event),
             _ = maintenance.tick() => node.maintain(),
         }
     }
@@ -146,9 +170,20 @@ struct Node {
     /// The cluster index, while this node leads.
     index: Option<ClusterIndex>,
     log_tx: watch::Sender<Option<String>>,
-    /// Console `files` requests waiting for the leader's `Index`.
-    files_waiters: Vec<oneshot::Sender<String>>,
+    /// Console `files` requests and downloads waiting for the leader's `Index`.
+    files_waiters: Vec<Waiter>,
     shutdown: Shutdown,
+    swarm: Arc<SwarmContext>,
+    /// Names being downloaded.
+    downloads: BTreeSet<String>,
+    /// Downloads in progress, announced as partial holdings.
+    partial: BTreeMap<String, FileEntry>,
+}
+
+/// Who waits for the leader's index: the console (as text) or a download.
+enum Waiter {
+    Text(oneshot::Sender<String>),
+    Index(oneshot::Sender<Result<ClusterIndex, String>>),
 }
 
 impl Node {
@@ -176,8 +211,8 @@ impl Node {
                 tracing::info!("Leader elected: Node {leader} (term {term})");
                 if leader == me {
                     let mut index = ClusterIndex::new(me, term);
-                    if let Some(files) = &self.local_files {
-                        index.set(me, files.clone());
+                    if let Some(files) = self.shared_files() {
+                        index.set(me, files);
                     }
                     self.index = Some(index);
                     self.publish_index();
@@ -270,17 +305,48 @@ impl Node {
         }
     }
 
+    /// What this node shares: its directory's files and its downloads in progress (a name
+    /// present in both is listed as the complete file).
+    fn shared_files(&self) -> Option<Vec<FileEntry>> {
+        let mut files = self.local_files.clone()?;
+        let complete: BTreeSet<String> = files.iter().map(|f| f.name.clone()).collect();
+        files.extend(
+            self.partial
+                .values()
+                .filter(|p| !complete.contains(&p.name))
+                .cloned(),
+        );
+        files.sort();
+        files.truncate(crate::protocol::MAX_FILES);
+        Some(files)
+    }
+
+    /// Our own file list changed: update the index (leader) or report it (follower).
+    fn files_changed(&mut self) {
+        if self.index.is_some() {
+            let files = self.shared_files();
+            let me = self.me;
+            let changed = match (&mut self.index, files) {
+                (Some(index), Some(files)) => index.set(me, files),
+                _ => false,
+            };
+            if changed {
+                self.publish_index();
+            }
+        } else {
+            self.report_files();
+        }
+    }
+
     /// A follower sends its file list to its leader.
     fn report_files(&mut self) {
-        let (Some(leader), Some(files)) = (self.election.leader(), &self.local_files) else {
+        let (Some(leader), Some(files)) = (self.election.leader(), self.shared_files()) else {
             return;
         };
         if leader == self.me {
             return;
         }
-        let msg = Message::FileList {
-            files: files.clone(),
-        };
+        let msg = Message::FileList { files };
         let term = self.election.max_term();
         if self.peers.send(leader, msg, term) {
             self.input_gone(leader, "it stopped reading");
@@ -302,14 +368,75 @@ impl Node {
             files.len(),
             summary(&files)
         );
-        self.local_files = Some(files.clone());
-        if let Some(index) = &mut self.index {
-            if index.set(self.me, files) {
-                self.publish_index();
+        self.local_files = Some(files);
+        self.files_changed();
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent) {
+        match event {
+            SwarmEvent::Index(reply) => match (&self.index, self.election.leader()) {
+                (Some(index), _) => {
+                    let _ = reply.send(Ok(index.clone()));
+                }
+                (None, Some(leader)) => {
+                    if self.files_waiters.len() >= MAX_FILES_WAITERS {
+                        let _ = reply.send(Err("too many requests waiting for the leader".into()));
+                        return;
+                    }
+                    self.files_waiters.push(Waiter::Index(reply));
+                    let term = self.election.max_term();
+                    if self.peers.send(leader, Message::IndexRequest, term) {
+                        self.input_gone(leader, "it stopped reading");
+                    }
+                }
+                (None, None) => {
+                    let _ = reply.send(Err("no leader yet (an election is in progress)".into()));
+                }
+            },
+            SwarmEvent::Partial(entry) => {
+                self.partial.insert(entry.name.clone(), entry);
+                self.files_changed();
             }
-        } else {
-            self.report_files();
+            SwarmEvent::Finished(name) => {
+                self.downloads.remove(&name);
+                if self.partial.remove(&name).is_some() {
+                    self.files_changed();
+                }
+            }
         }
+    }
+
+    /// Starts a download task for `get NAME`.
+    fn start_download(&mut self, name: String) -> String {
+        if let Err(e) = swarm::check_name(&name) {
+            return format!("get {name}: failed: {e}");
+        }
+        if self.downloads.contains(&name) {
+            return format!("get {name}: already downloading");
+        }
+        if self.downloads.len() >= MAX_DOWNLOADS {
+            return format!("get {name}: {MAX_DOWNLOADS} downloads are running; try again later");
+        }
+        self.downloads.insert(name.clone());
+        let ctx = self.swarm.clone();
+        let answer = format!("get {name}: looking for holders");
+        self.shutdown.spawn(async move {
+            let events = ctx.events.clone();
+            match swarm::download(ctx, name.clone()).await {
+                Ok(summary) => {
+                    let line = summary.to_string();
+                    tracing::info!("{line}");
+                    swarm::print_line(&line);
+                }
+                Err(e) => {
+                    let line = format!("get {name}: failed: {e}");
+                    tracing::warn!("{line}");
+                    swarm::print_line(&line);
+                }
+            }
+            let _ = events.send(SwarmEvent::Finished(name)).await;
+        });
+        answer
     }
 
     fn on_peer_event(&mut self, event: PeerEvent) {
@@ -408,22 +535,44 @@ impl Node {
             } => {
                 let valid = nodes.len() <= MAX_NODES
                     && nodes.iter().all(|n| validate_files(&n.files).is_ok());
-                let text = if valid {
-                    let mut text = ClusterIndex::from_wire(leader, term, nodes).render();
-                    if truncated {
-                        text.push_str("(more files not shown)\n");
+                let index = valid.then(|| ClusterIndex::from_wire(leader, term, nodes));
+                let text = match &index {
+                    Some(index) => {
+                        let mut text = index.render();
+                        if truncated {
+                            text.push_str("(more files not shown)\n");
+                        }
+                        text
                     }
-                    text
-                } else {
-                    tracing::warn!("Node {peer} sent a malformed index");
-                    "the leader sent a malformed index".to_owned()
+                    None => {
+                        tracing::warn!("Node {peer} sent a malformed index");
+                        "the leader sent a malformed index".to_owned()
+                    }
                 };
                 for waiter in self.files_waiters.drain(..) {
-                    let _ = waiter.send(text.clone());
+                    match waiter {
+                        Waiter::Text(tx) => {
+                            let _ = tx.send(text.clone());
+                        }
+                        Waiter::Index(tx) => {
+                            let _ = tx.send(index.clone().ok_or_else(|| text.clone()));
+                        }
+                    }
                 }
             }
             Message::Hello { .. } | Message::Refused { .. } => {
                 // The link tasks consume these during the handshake.
+            }
+            Message::Open { .. }
+            | Message::Opened { .. }
+            | Message::Request { .. }
+            | Message::Missing { .. }
+            | Message::HaveQuery
+            | Message::Have { .. } => {
+                tracing::warn!("Node {peer} sent data-connection traffic on its link; closing it");
+                if self.peers.close(peer) {
+                    self.input_gone(peer, "data traffic on a control link");
+                }
             }
         }
     }
@@ -445,7 +594,7 @@ impl Node {
                     if self.files_waiters.len() >= MAX_FILES_WAITERS {
                         "too many requests waiting for the leader".to_owned()
                     } else {
-                        self.files_waiters.push(reply);
+                        self.files_waiters.push(Waiter::Text(reply));
                         let term = self.election.max_term();
                         if self.peers.send(leader, Message::IndexRequest, term) {
                             self.input_gone(leader, "it stopped reading");
@@ -455,9 +604,7 @@ impl Node {
                 }
                 (None, None) => "No leader yet: the index is not known".to_owned(),
             },
-            Command::Get(name) => {
-                format!("get {name}: not implemented yet (swarm downloads come with issue 8)")
-            }
+            Command::Get(name) => self.start_download(name),
             Command::Quit => {
                 tracing::info!("Node {} quitting (console)", self.me);
                 self.shutdown.trigger();
@@ -508,6 +655,7 @@ async fn scan_loop(
     mut index: LocalIndex,
     every: Duration,
     files: mpsc::Sender<Vec<FileEntry>>,
+    library: Arc<Library>,
     token: tokio_util::sync::CancellationToken,
 ) {
     let mut last: Option<Vec<FileEntry>> = None;
@@ -528,6 +676,11 @@ async fn scan_loop(
                 warned = false;
                 if last.as_ref() != Some(&list) {
                     last = Some(list.clone());
+                    let servable = list
+                        .iter()
+                        .filter_map(|f| index.pieces(&f.name).map(|p| (f.clone(), p)))
+                        .collect();
+                    library.set_complete(servable);
                     if files.send(list).await.is_err() {
                         return;
                     }

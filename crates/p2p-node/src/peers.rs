@@ -15,6 +15,9 @@
 //!
 //! Sending to a peer without a link queues the message (bounded) and dials; a failed dial
 //! is reported so the election can strike the peer off at once.
+//!
+//! An accepted connection whose first message is `Open` instead of `Hello` is a data
+//! connection from a downloader: it is handed to [`crate::serve`] and never registered.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Cluster;
 use crate::election::{NodeId, Term};
 use crate::protocol::{Message, PROTOCOL};
+use crate::serve::Library;
 
 /// Identifies one link (a peer may have several over time).
 pub type LinkId = u64;
@@ -163,6 +167,8 @@ pub struct Peers {
     last_addr: BTreeMap<NodeId, SocketAddr>,
     backoff: BTreeMap<NodeId, (Instant, Duration)>,
     accept_slots: Arc<Semaphore>,
+    /// What this node serves on data connections.
+    library: Arc<Library>,
 }
 
 impl Peers {
@@ -172,6 +178,7 @@ impl Peers {
         events: mpsc::Sender<PeerEvent>,
         token: CancellationToken,
         tracker: TaskTracker,
+        library: Arc<Library>,
     ) -> Self {
         Peers {
             me,
@@ -188,6 +195,7 @@ impl Peers {
             last_addr: BTreeMap::new(),
             backoff: BTreeMap::new(),
             accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
+            library,
         }
     }
 
@@ -267,16 +275,17 @@ impl Peers {
             return;
         };
         let link = self.new_link_id();
-        let (me, cluster, events, token) = (
+        let (me, cluster, events, token, library) = (
             self.me,
             self.cluster.clone(),
             self.events.clone(),
             self.token.clone(),
+            self.library.clone(),
         );
         self.tracker.spawn(async move {
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = accept_link(me, cluster, stream, addr, link, events, permit) => {}
+                _ = accept_link(me, cluster, stream, addr, link, events, permit, library) => {}
             }
         });
     }
@@ -518,6 +527,7 @@ async fn dial_link(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_link(
     me: NodeId,
     cluster: Cluster,
@@ -526,6 +536,7 @@ async fn accept_link(
     link: LinkId,
     events: mpsc::Sender<PeerEvent>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    library: Arc<Library>,
 ) {
     let greeting = async {
         let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
@@ -546,6 +557,11 @@ async fn accept_link(
     drop(permit);
     let (peer, term) = match hello {
         Some(Message::Hello { id, term }) => (id, term),
+        Some(Message::Open { hash }) => {
+            // A data connection: a downloader wants pieces (serve.rs).
+            crate::serve::serve(conn, hash, library).await;
+            return;
+        }
         Some(other) => {
             tracing::warn!("{addr}: expected Hello, got {other:?}; closing");
             refuse(&mut conn, "the first message must be Hello".into(), false).await;

@@ -7,9 +7,14 @@
 //! [`PROTOCOL`]`.max_frame`, lists by [`MAX_FILES`], names by [`MAX_NAME_LEN`]; a message
 //! breaking a bound closes the link.
 //!
-//! Room for the swarm issue: [`FileEntry`] identifies a file's content by its BLAKE3 hash
-//! today; piece hashes and the info-hash come in protocol version 2 as new fields and new
-//! message variants (postcard is not self-describing, so the version must be bumped).
+//! Version 2 adds swarm downloads. [`FileEntry::hash`] is the file's identity (BLAKE3 over
+//! its piece hashes, see [`crate::pieces`]) and [`FileEntry::partial`] marks a node that is
+//! still downloading the file. A data connection is a separate, on-demand connection to
+//! the same listener whose first message is [`Message::Open`] instead of `Hello`; the
+//! holder answers [`Message::Opened`] (piece hashes and, for a partial holder, which
+//! pieces it has) or `Refused`, then serves [`Message::Request`]s. Piece data travels in
+//! raw frames ([`PIECE_TAG`], piece index, bytes) so that a MiB of data is not copied
+//! through the serializer on either side.
 
 use std::fmt;
 
@@ -17,11 +22,12 @@ use netutil::Protocol;
 use serde::{Deserialize, Serialize};
 
 use crate::election::{self, NodeId, Term};
+use crate::pieces::PieceHash;
 
 /// The wire protocol: name, version and frame limit (4 MiB is ample for 10 000 entries).
 pub const PROTOCOL: Protocol = Protocol {
     name: "p2p-node",
-    version: 1,
+    version: 2,
     max_frame: 4 * 1024 * 1024,
 };
 
@@ -32,7 +38,8 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Most nodes one `Index` may list.
 pub const MAX_NODES: usize = 1024;
 
-/// A BLAKE3 hash of a file's whole content.
+/// A file's identity: BLAKE3 over its size, piece size and piece hashes
+/// ([`crate::pieces::identity`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ContentHash(pub [u8; 32]);
 
@@ -57,7 +64,10 @@ pub struct FileEntry {
     /// The file's name inside its node's directory: one path component, never `..`.
     pub name: String,
     pub size: u64,
+    /// The content's identity (see [`crate::pieces::identity`]).
     pub hash: ContentHash,
+    /// True while the node is still downloading it: it has some verified pieces.
+    pub partial: bool,
 }
 
 /// One node's files, as the leader keeps them.
@@ -71,14 +81,22 @@ pub struct NodeFiles {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// The first message each way: who I am, and the highest term I have seen.
-    Hello { id: NodeId, term: Term },
+    Hello {
+        id: NodeId,
+        term: Term,
+    },
     /// The acceptor's answer instead of `Hello`; the link closes after it. `duplicate` means
     /// "we are already linked", so the dialer must not presume the acceptor dead.
-    Refused { reason: String, duplicate: bool },
+    Refused {
+        reason: String,
+        duplicate: bool,
+    },
     /// Election traffic.
     Bully(election::Msg),
     /// A node's full file list, sent to its leader after each election and on every change.
-    FileList { files: Vec<FileEntry> },
+    FileList {
+        files: Vec<FileEntry>,
+    },
     /// Asks the leader for the cluster index (the console's `files`).
     IndexRequest,
     /// The leader's cluster index. At most [`MAX_FILES`] entries in all so it fits a frame;
@@ -89,6 +107,46 @@ pub enum Message {
         nodes: Vec<NodeFiles>,
         truncated: bool,
     },
+    /// The first message of a data connection: "send me pieces of the file with this
+    /// identity". Answered by `Opened` or `Refused`.
+    Open {
+        hash: ContentHash,
+    },
+    /// The holder has the file: its size, piece size and piece hashes (the downloader
+    /// checks them against the identity) and, from a partial holder, the pieces it has.
+    Opened {
+        size: u64,
+        piece_size: u32,
+        hashes: Vec<PieceHash>,
+        have: Option<Vec<u8>>,
+    },
+    /// Asks for one piece; answered by a piece frame or `Missing`. Several may be in flight.
+    Request {
+        piece: u32,
+    },
+    /// A partial holder does not have that piece (yet).
+    Missing {
+        piece: u32,
+    },
+    /// Asks a partial holder which pieces it has now; answered by `Have`.
+    HaveQuery,
+    Have {
+        have: Vec<u8>,
+    },
+}
+
+/// First byte of a frame carrying piece data: `[PIECE_TAG][piece index, u32 LE][bytes]`.
+/// No postcard-encoded `Message` starts with it (variant indexes are small varints).
+pub const PIECE_TAG: u8 = 0xff;
+/// Bytes before the piece data in a piece frame.
+pub const PIECE_HEADER: usize = 5;
+
+/// Parses a piece frame's header: the piece index, or None when `frame` is not one.
+pub fn piece_frame_index(frame: &[u8]) -> Option<u32> {
+    match frame {
+        [PIECE_TAG, a, b, c, d, ..] => Some(u32::from_le_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 /// True when `name` is safe to use as a file name inside a directory and as one line of
@@ -151,6 +209,7 @@ mod tests {
             name: "a".into(),
             size: 1,
             hash: ContentHash([0; 32]),
+            partial: false,
         };
         assert!(validate_files(&vec![entry.clone(); MAX_FILES]).is_ok());
         assert!(validate_files(&vec![entry; MAX_FILES + 1]).is_err());
@@ -162,12 +221,35 @@ mod tests {
             name: "x".repeat(MAX_NAME_LEN),
             size: u64::MAX,
             hash: ContentHash([0xff; 32]),
+            partial: true,
         };
         let msg = Message::FileList {
             files: vec![entry; MAX_FILES],
         };
         let bytes = postcard_len(&msg);
         assert!(bytes < PROTOCOL.max_frame, "{bytes}");
+    }
+
+    #[test]
+    fn all_piece_hashes_of_the_largest_file_fit_in_a_frame() {
+        let msg = Message::Opened {
+            size: u64::MAX,
+            piece_size: u32::MAX,
+            hashes: vec![[0xff; 32]; crate::pieces::MAX_PIECES],
+            have: Some(vec![0xff; crate::pieces::MAX_PIECES.div_ceil(8)]),
+        };
+        let bytes = postcard_len(&msg);
+        assert!(bytes < PROTOCOL.max_frame, "{bytes}");
+    }
+
+    #[test]
+    fn piece_frames_are_not_messages() {
+        let msg = Message::Have { have: vec![1] };
+        let bytes = postcard::to_stdvec(&msg).unwrap();
+        assert_ne!(bytes[0], PIECE_TAG);
+        assert_eq!(piece_frame_index(&bytes), None);
+        assert_eq!(piece_frame_index(&[PIECE_TAG, 7, 1, 0, 0, 42]), Some(263));
+        assert_eq!(piece_frame_index(&[PIECE_TAG, 7]), None);
     }
 
     fn postcard_len(msg: &Message) -> usize {

@@ -9,10 +9,13 @@ use anyhow::Context;
 use clap::Parser;
 use p2p_node::config::{Cluster, NodeConfig};
 use p2p_node::election::{NodeId, Timing};
+use p2p_node::serve::ServeOptions;
 
 /// One node of a peer-to-peer cluster: elects the lowest live id as leader (Bully), keeps
 /// a star of links to it, and shares the files of its directory in the leader's index
-/// (written to Peer_files.log). Commands on stdin: leader, peers, files, get NAME, quit.
+/// (written to Peer_files.log). `get NAME` downloads a file from every node holding it at
+/// once, in verified 1 MiB pieces, resumable (NAME.part). Commands on stdin: leader, peers,
+/// files, get NAME, quit.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -56,6 +59,20 @@ struct Args {
     /// How often the directory is rescanned for changes, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     rescan_ms: u64,
+
+    /// Most downloaders served at once (one data connection each); more are refused.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_uploads: usize,
+
+    /// Upload rate limit of this node for swarm downloads, in MB/s (10^6 bytes per
+    /// second); 0 means unlimited.
+    #[arg(long, value_name = "MB_PER_S", default_value_t = 0.0)]
+    upload_limit: f64,
+
+    /// TEST ONLY: corrupt every piece this node serves (acts as a faulty peer, so tests can
+    /// check that downloads reject its pieces and drop it).
+    #[arg(long, hide = true)]
+    corrupt_pieces: bool,
 }
 
 #[tokio::main]
@@ -95,7 +112,15 @@ async fn main() -> anyhow::Result<()> {
         index_log: args.index_log,
         timing,
         rescan: Duration::from_millis(args.rescan_ms.max(10)),
+        serve: ServeOptions {
+            max_uploads: args.max_uploads.max(1),
+            upload_limit: (args.upload_limit > 0.0).then_some((args.upload_limit * 1e6) as u64),
+            corrupt_pieces: args.corrupt_pieces,
+        },
     };
+    if args.corrupt_pieces {
+        tracing::warn!("--corrupt-pieces: this node serves corrupt pieces (test only)");
+    }
     config.validate()?;
     let shutdown = netutil::Shutdown::new();
     let node = tokio::spawn(p2p_node::node::run(config, shutdown.clone()));

@@ -1,0 +1,320 @@
+//! Serving pieces to downloaders: the [`Library`] of what this node can serve, and the
+//! task that answers one data connection.
+//!
+//! Files are found by identity only: a downloader names a [`ContentHash`], the library
+//! maps it to a file this node indexed in its own `--dir` (or a download in progress
+//! there), and the path is built from the local index's name, never from anything the
+//! network sent, so `..`, absolute paths or symlinks out of the directory cannot be asked
+//! for. Pieces are read with positional reads on a blocking thread. Each connection is its
+//! own task and may stall only itself: a downloader that does not read for
+//! [`SEND_TIMEOUT`] is disconnected; the number of connections served at once is bounded
+//! ([`ServeOptions::max_uploads`]; more are refused with a reason).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use netutil::Connection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::pieces::{self, Bitfield, FilePieces};
+use crate::protocol::{
+    piece_frame_index, ContentHash, FileEntry, Message, PIECE_HEADER, PIECE_TAG,
+};
+
+/// A downloader that takes longer than this to accept one piece is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// A data connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How this node serves pieces.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Data connections served at once.
+    pub max_uploads: usize,
+    /// Upload rate limit of the whole node, bytes per second (None: unlimited).
+    pub upload_limit: Option<u64>,
+    /// Test only: flip a byte in every piece sent, to act as a faulty peer.
+    pub corrupt_pieces: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_uploads: 16,
+            upload_limit: None,
+            corrupt_pieces: false,
+        }
+    }
+}
+
+/// One servable file.
+#[derive(Debug, Clone)]
+pub struct Servable {
+    pub name: String,
+    /// The file to read: `dir/NAME`, or `dir/NAME.part` while downloading.
+    pub path: PathBuf,
+    pub pieces: Arc<FilePieces>,
+    /// The verified pieces of a download in progress; None for a complete file.
+    pub have: Option<Arc<Mutex<Bitfield>>>,
+}
+
+/// Everything this node can serve, by identity. Complete files come from directory scans;
+/// downloads in progress add themselves as partial entries.
+#[derive(Debug)]
+pub struct Library {
+    dir: PathBuf,
+    files: RwLock<HashMap<ContentHash, Servable>>,
+    uploads: Arc<Semaphore>,
+    options: ServeOptions,
+    /// Rate limit: when the next byte may be sent.
+    pace: Mutex<tokio::time::Instant>,
+}
+
+impl Library {
+    pub fn new(dir: PathBuf, options: ServeOptions) -> Self {
+        Library {
+            dir,
+            files: RwLock::new(HashMap::new()),
+            uploads: Arc::new(Semaphore::new(options.max_uploads.max(1))),
+            options,
+            pace: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Replaces the complete files (after a scan); partial entries stay.
+    pub fn set_complete(&self, files: Vec<(FileEntry, Arc<FilePieces>)>) {
+        let Ok(mut map) = self.files.write() else {
+            return;
+        };
+        map.retain(|_, s| s.have.is_some());
+        for (entry, pieces) in files {
+            let servable = Servable {
+                path: self.dir.join(&entry.name),
+                name: entry.name,
+                pieces,
+                have: None,
+            };
+            map.insert(entry.hash, servable);
+        }
+    }
+
+    /// A download in progress serves its verified pieces (unless the complete file is
+    /// already here).
+    pub fn add_partial(&self, identity: ContentHash, servable: Servable) {
+        if let Ok(mut map) = self.files.write() {
+            map.entry(identity).or_insert(servable);
+        }
+    }
+
+    /// A download just completed: serve the finished file until the next scan lists it.
+    pub fn add_complete(&self, identity: ContentHash, servable: Servable) {
+        if let Ok(mut map) = self.files.write() {
+            map.insert(identity, servable);
+        }
+    }
+
+    pub fn remove_partial(&self, identity: &ContentHash) {
+        if let Ok(mut map) = self.files.write() {
+            if map.get(identity).is_some_and(|s| s.have.is_some()) {
+                map.remove(identity);
+            }
+        }
+    }
+
+    pub fn lookup(&self, identity: &ContentHash) -> Option<Servable> {
+        self.files.read().ok()?.get(identity).cloned()
+    }
+
+    fn try_upload_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.uploads.clone().try_acquire_owned().ok()
+    }
+
+    /// With a rate limit: how long to wait before sending `len` bytes (a node-wide token
+    /// bucket without burst).
+    fn pace(&self, len: usize) -> Option<tokio::time::Instant> {
+        let rate = self.options.upload_limit?.max(1);
+        let cost = Duration::from_secs_f64(len as f64 / rate as f64);
+        let mut next = self.pace.lock().ok()?;
+        let now = tokio::time::Instant::now();
+        let start = (*next).max(now);
+        *next = start + cost;
+        Some(start + cost)
+    }
+}
+
+type NodeConnection = Connection<Message>;
+
+/// Answers one data connection whose first message was `Open { hash }`, until the
+/// downloader closes it or breaks a rule.
+pub async fn serve(mut conn: NodeConnection, hash: ContentHash, library: Arc<Library>) {
+    let addr = conn.peer();
+    let Some(servable) = library.lookup(&hash) else {
+        tracing::warn!("{addr}: refused a download: no file with identity {hash} here");
+        refuse(&mut conn, format!("no file with identity {hash} here")).await;
+        return;
+    };
+    let Some(_slot) = library.try_upload_slot() else {
+        tracing::warn!(
+            "{addr}: refused a download of {:?}: {} uploads in progress",
+            servable.name,
+            library.options.max_uploads
+        );
+        refuse(&mut conn, "busy: too many uploads in progress".into()).await;
+        return;
+    };
+    let path = servable.path.clone();
+    let file = match tokio::task::spawn_blocking(move || File::open(path)).await {
+        Ok(Ok(file)) => Arc::new(file),
+        Ok(Err(e)) => {
+            tracing::warn!("{addr}: cannot open {:?} to serve it: {e}", servable.name);
+            refuse(&mut conn, "the file cannot be read here".into()).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    tracing::info!("{addr}: serving {:?} ({hash})", servable.name);
+    match serve_pieces(&mut conn, &servable, file, &library).await {
+        Ok(sent) => tracing::info!(
+            "{addr}: finished serving {:?}: {sent} pieces sent",
+            servable.name
+        ),
+        Err(reason) => tracing::warn!("{addr}: stopped serving {:?}: {reason}", servable.name),
+    }
+}
+
+async fn refuse(conn: &mut NodeConnection, reason: String) {
+    let refusal = Message::Refused {
+        reason,
+        duplicate: false,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.send(&refusal)).await;
+}
+
+fn have_bytes(servable: &Servable) -> Option<Vec<u8>> {
+    let have = servable.have.as_ref()?;
+    let bits = have.lock().ok()?;
+    Some(bits.as_bytes().to_vec())
+}
+
+/// The request loop; Ok(pieces sent) when the downloader closed the connection.
+async fn serve_pieces(
+    conn: &mut NodeConnection,
+    servable: &Servable,
+    file: Arc<File>,
+    library: &Library,
+) -> Result<u64, String> {
+    let pieces = &servable.pieces;
+    let opened = Message::Opened {
+        size: pieces.size,
+        piece_size: pieces.piece_size,
+        hashes: pieces.hashes.clone(),
+        have: have_bytes(servable),
+    };
+    send(conn, &opened).await?;
+    let mut sent = 0u64;
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, conn.recv_frame()).await {
+            Err(_) => return Err(format!("no request for {IDLE_TIMEOUT:?}")),
+            Ok(Ok(None)) => return Ok(sent),
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Err(e)) => return Err(e.to_string()),
+        };
+        if piece_frame_index(&frame).is_some() {
+            return Err("a downloader sent piece data".into());
+        }
+        let msg: Message =
+            postcard::from_bytes(&frame).map_err(|e| format!("malformed request: {e}"))?;
+        match msg {
+            Message::Request { piece } => {
+                let index = piece as usize;
+                if index >= pieces.hashes.len() {
+                    let reason = format!(
+                        "piece {piece} out of range (the file has {} pieces)",
+                        pieces.hashes.len()
+                    );
+                    refuse(conn, reason.clone()).await;
+                    return Err(reason);
+                }
+                let held = servable
+                    .have
+                    .as_ref()
+                    .is_none_or(|h| h.lock().is_ok_and(|bits| bits.get(index)));
+                if !held {
+                    send(conn, &Message::Missing { piece }).await?;
+                    continue;
+                }
+                buf = read_piece(buf, file.clone(), pieces, index).await?;
+                if library.options.corrupt_pieces {
+                    if let Some(byte) = buf.get_mut(PIECE_HEADER) {
+                        *byte ^= 0x55;
+                    }
+                }
+                if let Some(until) = library.pace(buf.len()) {
+                    tokio::time::sleep_until(until).await;
+                }
+                let frame = buf.split().freeze();
+                match tokio::time::timeout(SEND_TIMEOUT, conn.send_frame(frame)).await {
+                    Err(_) => {
+                        return Err(format!("the downloader read nothing for {SEND_TIMEOUT:?}"))
+                    }
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Ok(Ok(())) => sent += 1,
+                }
+            }
+            Message::HaveQuery => {
+                let have = have_bytes(servable)
+                    .unwrap_or_else(|| Bitfield::full(pieces.hashes.len()).as_bytes().to_vec());
+                send(conn, &Message::Have { have }).await?;
+            }
+            other => {
+                let reason = format!("unexpected message on a data connection: {other:?}");
+                refuse(conn, reason.clone()).await;
+                return Err(reason);
+            }
+        }
+    }
+}
+
+async fn send(conn: &mut NodeConnection, msg: &Message) -> Result<(), String> {
+    match tokio::time::timeout(SEND_TIMEOUT, conn.send(msg)).await {
+        Err(_) => Err(format!("the downloader read nothing for {SEND_TIMEOUT:?}")),
+        Ok(result) => result.map_err(|e| e.to_string()),
+    }
+}
+
+/// Reads piece `index` into a piece frame, reusing `buf`'s memory when the previous frame
+/// has been sent.
+async fn read_piece(
+    mut buf: BytesMut,
+    file: Arc<File>,
+    pieces: &FilePieces,
+    index: usize,
+) -> Result<BytesMut, String> {
+    let len = pieces::piece_len(pieces.size, pieces.piece_size, index);
+    let offset = pieces::piece_offset(pieces.piece_size, index);
+    let read = tokio::task::spawn_blocking(move || {
+        buf.clear();
+        buf.reserve(PIECE_HEADER + len);
+        buf.put_u8(PIECE_TAG);
+        buf.put_u32_le(index as u32);
+        buf.resize(PIECE_HEADER + len, 0);
+        file.read_exact_at(&mut buf[PIECE_HEADER..], offset)
+            .map(|()| buf)
+    })
+    .await;
+    match read {
+        Ok(Ok(buf)) => Ok(buf),
+        Ok(Err(e)) => Err(format!("cannot read piece {index}: {e}")),
+        Err(_) => Err("the piece reader failed".into()),
+    }
+}
