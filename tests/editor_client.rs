@@ -129,9 +129,7 @@ async fn line_mode_reconnects_across_a_server_restart() {
     let mut watcher = Client::join(port, "restart", "watcher").await;
     client.write_stdin("one\n");
     assert!(
-        watcher
-            .wait_until(T, |s| s.text().to_string() == "one\n")
-            .await,
+        watcher.wait_until(T, |s| *s.text() == "one\n").await,
         "{}",
         client.stderr_text()
     );
@@ -164,9 +162,7 @@ async fn line_mode_reconnects_across_a_server_restart() {
     watcher.reconnect(port).await;
     let want = "one\ntwo\nthree\n";
     assert!(
-        watcher
-            .wait_until(T, |s| s.text().to_string() == want)
-            .await,
+        watcher.wait_until(T, |s| *s.text() == want).await,
         "watcher has {:?}; client stderr:\n{}",
         watcher.text(),
         client.stderr_text()
@@ -309,7 +305,7 @@ async fn full_screen_client_in_tmux() {
     tmux.type_text("typed 漢字!");
     let want = "first line\nsecond line\ntyped 漢字!";
     assert!(
-        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        bob.wait_until(T, |s| *s.text() == want).await,
         "bob has {:?}; screen:\n{}",
         bob.text(),
         tmux.screen().join("\n")
@@ -339,7 +335,7 @@ async fn full_screen_client_in_tmux() {
     tmux.type_text("> ");
     let want = "X\nfirst line\nsecond line\n> [bob]typed 漢字!";
     assert!(
-        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        bob.wait_until(T, |s| *s.text() == want).await,
         "bob has {:?}",
         bob.text()
     );
@@ -362,7 +358,7 @@ async fn full_screen_client_in_tmux() {
     tmux.type_text("new");
     let want = "X\nfirst line\nsecond line\n> [bob]typed 漢字\nnew";
     assert!(
-        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        bob.wait_until(T, |s| *s.text() == want).await,
         "bob has {:?}",
         bob.text()
     );
@@ -400,7 +396,7 @@ async fn full_screen_client_in_tmux() {
     bob.reconnect(port).await;
     let want = format!("{want} offline");
     assert!(
-        bob.wait_until(T, |s| s.text().to_string() == want).await,
+        bob.wait_until(T, |s| *s.text() == want).await,
         "bob has {:?}; screen:\n{}",
         bob.text(),
         tmux.screen().join("\n")

@@ -63,7 +63,7 @@ pub enum LinkState {
 type Connecting = Pin<Box<dyn Future<Output = Result<Conn, NetError>> + Send>>;
 
 enum State {
-    Up(Conn),
+    Up(Box<Conn>),
     /// Down, waiting out the backoff.
     Waiting {
         until: Instant,
@@ -125,7 +125,7 @@ impl Link {
         let conn = target.connect().await?;
         Ok(Link {
             target,
-            state: State::Up(conn),
+            state: State::Up(Box::new(conn)),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             unreported: None,
         })
@@ -182,7 +182,7 @@ impl Link {
                 }
                 State::Connecting(attempt) => match attempt.await {
                     Ok(conn) => {
-                        self.state = State::Up(conn);
+                        self.state = State::Up(Box::new(conn));
                         return LinkEvent::Connected;
                     }
                     Err(e) => {

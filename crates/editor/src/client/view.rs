@@ -697,6 +697,7 @@ mod tests {
         assert_eq!(view.cursor_line_col(&rope), (14, 0));
         // ...and lines inserted right at it are shown.
         let top_char = rope.line_to_char(view.top_line(&rope));
+        view.set_cursor(top_char + 1, &rope);
         let op = TextOperation::splice(rope.len_chars(), top_char, 0, "here\n").unwrap();
         op.apply(&mut rope).unwrap();
         view.remote(&op, &rope);
