@@ -26,7 +26,7 @@ use super::render::{self, ConnState, Peer, Status, PALETTE};
 use super::sync::{Event, SyncClient};
 use super::view::{action_for_key, action_for_paste, Action, View};
 use crate::presence::Selection;
-use crate::protocol::random_key;
+use crate::protocol::{random_key, MAX_DOCUMENT_BYTES};
 
 /// How long Ctrl-Q waits for outstanding acknowledgements.
 pub const QUIT_GRACE: Duration = Duration::from_secs(3);
@@ -89,7 +89,7 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
 
     loop {
         app.draw(&mut terminal, &link)?;
-        if app.done(&link) {
+        if app.done() {
             return Ok(());
         }
         let deadline = app
@@ -116,8 +116,10 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
 }
 
 impl App {
-    fn done(&self, link: &Link) -> bool {
-        self.quitting.is_some() && (!self.sync.has_pending() || link.state() != LinkState::Up)
+    /// Quitting and nothing left unacknowledged (otherwise the loop waits, reconnecting if
+    /// need be, until the [`QUIT_GRACE`] deadline).
+    fn done(&self) -> bool {
+        self.quitting.is_some() && !self.sync.has_pending()
     }
 
     fn draw(
@@ -175,6 +177,16 @@ impl App {
             return;
         }
         self.notice = None;
+        if let Action::Insert(s) = &action {
+            if self.sync.text().len_bytes() + s.len() > MAX_DOCUMENT_BYTES {
+                // The server would refuse the change and close the connection.
+                self.notice = Some(format!(
+                    "not inserted: the document would exceed {} MiB",
+                    MAX_DOCUMENT_BYTES >> 20
+                ));
+                return;
+            }
+        }
         if let Some(edit) = self.view.apply(&action, self.sync.text()) {
             let op = crate::ot::TextOperation::splice(
                 self.sync.text().len_chars(),
