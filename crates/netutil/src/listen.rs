@@ -86,9 +86,9 @@ impl Listener {
 }
 
 /// Binds TCP listeners on `binds`, or dual-stack on `port` when `binds` is empty, and logs
-/// `listening on ADDR` for each. With port 0 the OS picks one port, shared by all sockets.
+/// `listening on ADDR (TCP...)` for each. With port 0 the OS picks one port, shared by all sockets.
 pub fn bind_tcp(binds: &[SocketAddr], port: u16) -> Result<Listener, NetError> {
-    let listeners = bind_all(binds, port, |addr, v6only| {
+    let listeners = bind_all("TCP", binds, port, |addr, v6only| {
         let socket = new_socket(addr, Type::STREAM, SockProtocol::TCP, v6only)?;
         socket.listen(BACKLOG)?;
         let listener = TcpListener::from_std(socket.into())?;
@@ -99,20 +99,23 @@ pub fn bind_tcp(binds: &[SocketAddr], port: u16) -> Result<Listener, NetError> {
 
 /// Binds UDP sockets the same way as [`bind_tcp`].
 pub fn bind_udp(binds: &[SocketAddr], port: u16) -> Result<Vec<UdpSocket>, NetError> {
-    bind_all(binds, port, |addr, v6only| {
+    bind_all("UDP", binds, port, |addr, v6only| {
         let socket = new_socket(addr, Type::DGRAM, SockProtocol::UDP, v6only)?;
         let udp = UdpSocket::from_std(socket.into())?;
         Ok((udp.local_addr()?, udp))
     })
 }
 
+/// `transport` ("TCP" or "UDP") only labels the log lines, so a program that binds both on
+/// one port says which socket each line is about.
 fn bind_all<S>(
+    transport: &str,
     binds: &[SocketAddr],
     port: u16,
     open: impl Fn(SocketAddr, bool) -> io::Result<(SocketAddr, S)>,
 ) -> Result<Vec<S>, NetError> {
     if binds.is_empty() {
-        return bind_dual_stack(port, open).map(|s| vec![s]);
+        return bind_dual_stack(transport, port, open).map(|s| vec![s]);
     }
     let mut sockets = Vec::with_capacity(binds.len());
     let mut shared_port = None;
@@ -125,7 +128,7 @@ fn bind_all<S>(
         }
         let (local, socket) =
             open(addr, addr.is_ipv6()).map_err(|source| NetError::Bind { addr, source })?;
-        tracing::info!("listening on {local}");
+        tracing::info!("listening on {local} ({transport})");
         shared_port.get_or_insert(local.port());
         sockets.push(socket);
     }
@@ -133,13 +136,14 @@ fn bind_all<S>(
 }
 
 fn bind_dual_stack<S>(
+    transport: &str,
     port: u16,
     open: impl Fn(SocketAddr, bool) -> io::Result<(SocketAddr, S)>,
 ) -> Result<S, NetError> {
     let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
     match open(any6, false) {
         Ok((local, socket)) => {
-            tracing::info!("listening on {local} (IPv4 and IPv6)");
+            tracing::info!("listening on {local} ({transport}, IPv4 and IPv6)");
             Ok(socket)
         }
         Err(e) if ipv6_unavailable(&e) => {
@@ -147,7 +151,7 @@ fn bind_dual_stack<S>(
             tracing::warn!("IPv6 is not available on this host ({e}); listening on IPv4 only");
             let (local, socket) =
                 open(any4, false).map_err(|source| NetError::Bind { addr: any4, source })?;
-            tracing::info!("listening on {local}");
+            tracing::info!("listening on {local} ({transport}, IPv4 only)");
             Ok(socket)
         }
         Err(source) => Err(NetError::Bind { addr: any6, source }),
