@@ -73,6 +73,7 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
     /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
     pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
         let frame = self.framed.next().await;
+        release_large_buffer(self.framed.read_buffer_mut());
         decode_next(frame, self.peer)
     }
 
@@ -161,6 +162,7 @@ impl<Rx: DeserializeOwned> RecvHalf<Rx> {
     /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
     pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
         let frame = self.framed.next().await;
+        release_large_buffer(self.framed.read_buffer_mut());
         decode_next(frame, self.peer)
     }
 }
@@ -223,10 +225,47 @@ fn decode_next<Rx: DeserializeOwned>(
     }
 }
 
+/// Read buffers above this capacity are given back once they are empty.
+const RETAINED_READ_CAPACITY: usize = 64 * 1024;
+/// What a released buffer starts again with: tokio-util's own initial read capacity, so
+/// reads stay large (an empty buffer would be refilled a few bytes at a time at first).
+const FRESH_READ_CAPACITY: usize = 8 * 1024;
+
+/// A read buffer grows to hold the largest frame received; without this, every connection
+/// that once received a 1 MiB message would keep 1 MiB for the rest of its life.
+fn release_large_buffer(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > RETAINED_READ_CAPACITY {
+        *buffer = BytesMut::with_capacity(FRESH_READ_CAPACITY);
+    }
+}
+
 pub(crate) fn frame_error(e: FrameError, peer: SocketAddr) -> NetError {
     match e {
         FrameError::TooLarge { len, max } => NetError::FrameTooLarge { peer, len, max },
         FrameError::Truncated { buffered } => NetError::Truncated { peer, buffered },
         FrameError::Io(source) => NetError::Io { peer, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_frame_does_not_pin_its_buffer_for_the_connection_lifetime() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sender = tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let mut conn: Connection<Vec<u8>> = Connection::new(stream, 4 << 20);
+            conn.send(&vec![7u8; 1 << 20]).await.unwrap();
+            conn
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn: Connection<Vec<u8>> = Connection::new(stream, 4 << 20);
+        let big = conn.recv().await.unwrap().unwrap();
+        assert_eq!(big.len(), 1 << 20);
+        assert!(conn.framed.read_buffer().capacity() <= RETAINED_READ_CAPACITY);
+        drop(sender.await.unwrap());
     }
 }
