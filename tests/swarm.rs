@@ -1,2 +1,363 @@
-//! End-to-end tests of p2p-node swarm downloads (`get NAME`): real processes, real sockets.
+//! End-to-end tests of p2p-node swarm downloads (`get NAME`): real processes on loopback
+//! (and, as root, in network namespaces behind rate-limited links), real sockets. Files
+//! are compared byte for byte; where the bytes came from is read from the download's
+//! summary line.
 #![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use e2e::p2p::{
+    get_file, holders_in_log, same_content, write_random, Cluster, NsCluster, HANG_GUARD,
+};
+
+const MIB: usize = 1 << 20;
+/// Guards a whole download against hangs (debug build, loaded 2-vCPU machine).
+const GET_GUARD: Duration = Duration::from_secs(60);
+
+/// Starts nodes `ids` and waits for leader 1 and until the log lists `name` at `holders`
+/// nodes.
+fn start_and_index(cluster: &mut Cluster, ids: &[u32], name: &str, size: usize, holders: usize) {
+    for &id in ids {
+        cluster.start(id);
+    }
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    let listed = cluster.wait_log(HANG_GUARD, |t| {
+        holders_in_log(t, name, size as u64) == holders
+    });
+    assert!(
+        listed.is_some(),
+        "{}\n{}",
+        cluster.read_log(),
+        cluster.logs()
+    );
+}
+
+#[test]
+fn a_64_mib_file_from_one_holder_and_from_three_is_byte_identical() {
+    let mut cluster = Cluster::new("swarm-basic", 4);
+    let size = 64 * MIB;
+    write_random(&cluster.dir(2).join("solo file.bin"), size, 1);
+    let shared = cluster.dir(2).join("shared ü.bin");
+    write_random(&shared, size, 2);
+    for id in [3, 4] {
+        std::fs::copy(&shared, cluster.dir(id).join("shared ü.bin")).unwrap();
+    }
+    start_and_index(&mut cluster, &[1, 2, 3, 4], "shared ü.bin", size, 3);
+    cluster
+        .wait_log(HANG_GUARD, |t| {
+            holders_in_log(t, "solo file.bin", size as u64) == 1
+        })
+        .unwrap();
+
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let solo = get_file(node1, "solo file.bin", GET_GUARD);
+    let three = get_file(node1, "shared ü.bin", GET_GUARD);
+    let logs = cluster.logs();
+    let solo = solo.unwrap_or_else(|| panic!("{logs}"));
+    let three = three.unwrap_or_else(|| panic!("{logs}"));
+    assert!(same_content(
+        &cluster.dir(2).join("solo file.bin"),
+        &cluster.dir(1).join("solo file.bin")
+    ));
+    assert!(same_content(&shared, &cluster.dir(1).join("shared ü.bin")));
+    assert_eq!(solo.per_peer.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(solo.fetched, 64, "{}", solo.line);
+    // Bytes came from every holder.
+    assert_eq!(
+        three.per_peer.keys().copied().collect::<Vec<_>>(),
+        vec![2, 3, 4],
+        "{}",
+        three.line
+    );
+    assert!(three.per_peer.values().all(|&b| b > 0), "{}", three.line);
+    assert_eq!(three.fetched + three.resumed, 64, "{}", three.line);
+    // No leftovers beside the downloaded files.
+    let mut names: Vec<String> = std::fs::read_dir(cluster.dir(1))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["from-node-1.txt", "shared ü.bin", "solo file.bin"]
+    );
+    // The downloader now holds the file too: the index lists four holders.
+    assert!(cluster
+        .wait_log(HANG_GUARD, |t| holders_in_log(
+            t,
+            "shared ü.bin",
+            size as u64
+        ) == 4)
+        .is_some());
+}
+
+#[test]
+fn a_holder_serving_corrupt_pieces_is_dropped_and_the_file_completes_from_the_others() {
+    let mut cluster = Cluster::new("swarm-corrupt", 4);
+    let size = 16 * MIB;
+    let original = cluster.dir(2).join("data.bin");
+    write_random(&original, size, 3);
+    for id in [3, 4] {
+        std::fs::copy(&original, cluster.dir(id).join("data.bin")).unwrap();
+    }
+    cluster.start(1);
+    cluster.start_with(2, &["--corrupt-pieces"]);
+    start_and_index(&mut cluster, &[3, 4], "data.bin", size, 3);
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let summary = get_file(node1, "data.bin", GET_GUARD);
+    let logs = cluster.logs();
+    let summary = summary.unwrap_or_else(|| panic!("{logs}"));
+    assert!(same_content(&original, &cluster.dir(1).join("data.bin")));
+    assert!(summary.rejected >= 1, "{}", summary.line);
+    assert!(
+        summary.line.contains("dropped for bad pieces: Node 2"),
+        "{}",
+        summary.line
+    );
+    assert!(!summary.per_peer.contains_key(&2), "{}", summary.line);
+    assert!(logs.contains("dropping Node 2 for this download"), "{logs}");
+}
+
+/// Pieces listed in a `NAME.part.pieces` record (header: 8 magic + 32 id + 8 + 4 bytes).
+fn recorded_pieces(path: &std::path::Path) -> u32 {
+    std::fs::read(path)
+        .ok()
+        .filter(|b| b.len() >= 52)
+        .map(|b| b[52..].iter().map(|x| x.count_ones()).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_download_killed_mid_way_resumes_without_fetching_verified_pieces_again() {
+    let mut cluster = Cluster::new("swarm-resume", 2);
+    let size = 32 * MIB;
+    let original = cluster.dir(2).join("resume me.bin");
+    write_random(&original, size, 4);
+    cluster.start(1);
+    // 8 MB/s: the download takes about 4 s, time to kill it half way.
+    cluster.start_with(2, &["--upload-limit", "8"]);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    cluster
+        .wait_log(HANG_GUARD, |t| {
+            holders_in_log(t, "resume me.bin", size as u64) == 1
+        })
+        .unwrap();
+    cluster
+        .nodes
+        .get_mut(&1)
+        .unwrap()
+        .write_stdin("get resume me.bin\n");
+    // While downloading, node 1 is announced as a partial holder.
+    let partial = cluster.wait_log(HANG_GUARD, |t| t.contains("partial)"));
+    assert!(partial.is_some(), "{}", cluster.read_log());
+    let record = cluster.dir(1).join("resume me.bin.part.pieces");
+    let deadline = Instant::now() + GET_GUARD;
+    while recorded_pieces(&record) < 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.kill9(1);
+    let at_kill = recorded_pieces(&record);
+    assert!((10..32).contains(&at_kill), "{at_kill} pieces recorded");
+    assert!(!cluster.dir(1).join("resume me.bin").exists());
+
+    cluster.start(1);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let summary = get_file(node1, "resume me.bin", GET_GUARD);
+    let logs = cluster.logs();
+    let summary = summary.unwrap_or_else(|| panic!("{logs}"));
+    assert!(same_content(
+        &original,
+        &cluster.dir(1).join("resume me.bin")
+    ));
+    assert!(summary.resumed >= u64::from(at_kill), "{}", summary.line);
+    assert_eq!(summary.fetched + summary.resumed, 32, "{}", summary.line);
+    // Only the missing pieces crossed the network.
+    let received: u64 = summary.per_peer.values().sum();
+    assert_eq!(received, summary.fetched * MIB as u64, "{}", summary.line);
+    assert!(!record.exists(), "the record is removed when done");
+}
+
+/// A netutil hello frame for protocol `p2p-node` version 2, written out by hand.
+fn hello_frame() -> Vec<u8> {
+    let mut payload = b"NETUTIL1".to_vec();
+    payload.push(8);
+    payload.extend_from_slice(b"p2p-node");
+    payload.push(2);
+    frame(&payload)
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).ok()?;
+    Some(payload)
+}
+
+/// `Message::Open { hash }` is variant 6 followed by the 32 hash bytes.
+fn open_frame(hash: [u8; 32]) -> Vec<u8> {
+    let mut payload = vec![6u8];
+    payload.extend_from_slice(&hash);
+    frame(&payload)
+}
+
+fn data_connection(port: u16, hash: [u8; 32]) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(&hello_frame()).unwrap();
+    s.write_all(&open_frame(hash)).unwrap();
+    let _their_hello = read_frame(&mut s).unwrap();
+    let answer = read_frame(&mut s).unwrap();
+    (s, answer)
+}
+
+fn hex32(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+#[test]
+fn path_traversal_and_bogus_identities_are_refused() {
+    let mut cluster = Cluster::new("swarm-hostile", 2);
+    write_random(&cluster.dir(2).join("real.bin"), 3 * MIB, 5);
+    std::fs::write(cluster.root.0.join("secret.txt"), "outside every node dir").unwrap();
+    start_and_index(&mut cluster, &[1, 2], "real.bin", 3 * MIB, 1);
+    let port = cluster.ports[&2];
+
+    // An identity nobody has.
+    let (mut s, answer) = data_connection(port, [0xab; 32]);
+    assert_eq!(answer[0], 1, "Refused is variant 1: {answer:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("no file with identity abab"), "{text}");
+    assert!(read_frame(&mut s).is_none(), "closed after the refusal");
+
+    // The real identity, then a piece far out of range: refused and closed.
+    let log = cluster.read_log();
+    let line = log.lines().find(|l| l.contains("  real.bin (")).unwrap();
+    let id = hex32(line.split(", id ").nth(1).unwrap());
+    let (mut s, answer) = data_connection(port, id);
+    assert_eq!(answer[0], 7, "Opened is variant 7: {:?}", &answer[..8]);
+    // Request { piece: 1_000_000 }: variant 8, varint 1_000_000.
+    s.write_all(&frame(&[8, 0xc0, 0x84, 0x3d])).unwrap();
+    let refusal = read_frame(&mut s).unwrap();
+    assert_eq!(refusal[0], 1, "{refusal:?}");
+    assert!(String::from_utf8_lossy(&refusal).contains("out of range"));
+    assert!(read_frame(&mut s).is_none());
+
+    // Names from the console that would leave the directory are refused before anything
+    // is asked of anyone.
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    node1.write_stdin("get ../secret.txt\nget /etc/passwd\nget ..\n");
+    for name in ["../secret.txt", "/etc/passwd", ".."] {
+        let line = node1.wait_for(&format!("get {name}: failed: "), HANG_GUARD);
+        assert!(
+            line.is_some_and(|l| l.contains("is not a valid file name")),
+            "{}",
+            node1.stderr_text()
+        );
+    }
+    let entries: Vec<String> = std::fs::read_dir(cluster.dir(1))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(entries, vec!["from-node-1.txt"]);
+
+    // The holder still serves an honest download.
+    let summary = get_file(cluster.nodes.get_mut(&1).unwrap(), "real.bin", GET_GUARD);
+    assert!(summary.is_some(), "{}", cluster.logs());
+    assert!(same_content(
+        &cluster.dir(2).join("real.bin"),
+        &cluster.dir(1).join("real.bin")
+    ));
+}
+
+/// Adds a token-bucket limit to `eth0` of a namespace (egress: what the holder uploads).
+fn limit_uplink(ns: &e2e::netns::Netns, rate: &str) -> bool {
+    let out = ns.exec(
+        "tc",
+        &[
+            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "64kb", "latency",
+            "50ms",
+        ],
+    );
+    out.status.success()
+}
+
+#[test]
+fn three_rate_limited_holders_in_namespaces_beat_one_by_more_than_half() {
+    if std::process::Command::new("tc").arg("-V").output().is_err() {
+        println!("skipped: tc (iproute2) is not installed");
+        return;
+    }
+    let Some(mut ns) = NsCluster::try_new("swtbf", 4) else {
+        return;
+    };
+    let size = 24 * MIB;
+    let solo = ns.root.0.join("Node2").join("solo.bin");
+    write_random(&solo, size, 6);
+    let shared = ns.root.0.join("Node2").join("shared.bin");
+    write_random(&shared, size, 7);
+    for id in [3, 4] {
+        std::fs::copy(
+            &shared,
+            ns.root.0.join(format!("Node{id}")).join("shared.bin"),
+        )
+        .unwrap();
+    }
+    for id in [2, 3, 4] {
+        assert!(
+            limit_uplink(&ns.hosts[&id], "100mbit"),
+            "tc failed for node {id}"
+        );
+    }
+    for id in [1, 2, 3, 4] {
+        ns.start(id);
+    }
+    let listed = ns.wait_log(1, HANG_GUARD, |t| {
+        holders_in_log(t, "shared.bin", size as u64) == 3
+            && holders_in_log(t, "solo.bin", size as u64) == 1
+    });
+    assert!(listed.is_some(), "{}\n{}", ns.read_log(1), ns.logs());
+    let node1 = ns.nodes.get_mut(&1).unwrap();
+    let one = get_file(node1, "solo.bin", GET_GUARD);
+    let three = get_file(node1, "shared.bin", GET_GUARD);
+    let logs = ns.logs();
+    let (one, three) = (
+        one.unwrap_or_else(|| panic!("{logs}")),
+        three.unwrap_or_else(|| panic!("{logs}")),
+    );
+    assert!(same_content(
+        &solo,
+        &ns.root.0.join("Node1").join("solo.bin")
+    ));
+    assert!(same_content(
+        &shared,
+        &ns.root.0.join("Node1").join("shared.bin")
+    ));
+    println!(
+        "1 holder: {:.2} s, 3 holders: {:.2} s ({:.0} % of the 1-holder time)",
+        one.seconds,
+        three.seconds,
+        100.0 * three.seconds / one.seconds
+    );
+    assert!(
+        three.seconds < one.seconds / 2.0,
+        "1 holder {} s, 3 holders {} s\n{}\n{}",
+        one.seconds,
+        three.seconds,
+        one.line,
+        three.line
+    );
+}

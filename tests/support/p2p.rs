@@ -161,8 +161,14 @@ impl Cluster {
 
     /// Starts node `id` (replacing a dead one) and waits until it listens.
     pub fn start(&mut self, id: u32) -> &Proc {
+        self.start_with(id, &[])
+    }
+
+    /// Starts node `id` with extra flags of its own.
+    pub fn start_with(&mut self, id: u32, extra: &[&str]) -> &Proc {
         let mut cmd = Command::new(bin_path("p2p-node"));
         cmd.args(self.args(id));
+        cmd.args(extra);
         let proc = Proc::spawn(&format!("node{id}"), cmd);
         proc.listening_port();
         self.nodes.insert(id, proc);
@@ -356,4 +362,96 @@ impl NsCluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+// ---- Swarm downloads (tests/swarm.rs) ----
+
+/// Writes `size` bytes of seeded pseudo-random data to `path` (xorshift, fast in debug).
+pub fn write_random(path: &Path, size: usize, seed: u64) {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(size);
+    while data.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(size);
+    std::fs::write(path, data).expect("write test file");
+}
+
+/// True when both files exist and hold the same bytes.
+pub fn same_content(a: &Path, b: &Path) -> bool {
+    match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// How many nodes the index log lists as holding `name` completely with `size` bytes.
+pub fn holders_in_log(text: &str, name: &str, size: u64) -> usize {
+    let prefix = format!("  {name} ({size} bytes, id ");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix) && !l.contains("partial"))
+        .count()
+}
+
+/// A download's summary line, parsed: pieces fetched and resumed, bytes per peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetSummary {
+    pub line: String,
+    pub seconds: f64,
+    pub fetched: u64,
+    pub resumed: u64,
+    pub rejected: u64,
+    pub per_peer: BTreeMap<u32, u64>,
+}
+
+/// Parses `get N: complete, B bytes (..) in S s (..); pieces: F fetched, R resumed, X
+/// rejected, D duplicate; received: Node 2 123 B (..), Node 3 ..., no peer dropped`.
+pub fn parse_summary(line: &str) -> Option<GetSummary> {
+    let seconds = line
+        .split(" in ")
+        .nth(1)?
+        .split(" s ")
+        .next()?
+        .parse()
+        .ok()?;
+    let pieces = line.split("pieces: ").nth(1)?;
+    let number_before = |word: &str| -> Option<u64> {
+        let head = pieces.split(word).next()?;
+        head.trim_end().rsplit(' ').next()?.parse().ok()
+    };
+    let mut per_peer = BTreeMap::new();
+    let received = line.split("received:").nth(1)?;
+    for part in received.split(',') {
+        if let Some(rest) = part.trim().strip_prefix("Node ") {
+            let mut words = rest.split_whitespace();
+            let id = words.next()?.parse().ok()?;
+            let bytes = words.next()?.parse().ok()?;
+            per_peer.insert(id, bytes);
+        }
+    }
+    Some(GetSummary {
+        line: line.to_owned(),
+        seconds,
+        fetched: number_before(" fetched")?,
+        resumed: number_before(" resumed")?,
+        rejected: number_before(" rejected")?,
+        per_peer,
+    })
+}
+
+/// Types `get NAME` on `node`'s console and waits for its summary (None: it failed or
+/// hung; the log says why).
+pub fn get_file(node: &mut Proc, name: &str, timeout: Duration) -> Option<GetSummary> {
+    let before = node
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains(&format!("get {name}: complete")))
+        .count();
+    node.write_stdin(&format!("get {name}\n"));
+    let line = node.wait_for_nth(&format!("get {name}: complete"), before + 1, timeout)?;
+    let summary = line.split("INFO ").nth(1).unwrap_or(&line);
+    parse_summary(summary)
 }

@@ -409,7 +409,9 @@ impl Node {
     /// Starts a download task for `get NAME`.
     fn start_download(&mut self, name: String) -> String {
         if let Err(e) = swarm::check_name(&name) {
-            return format!("get {name}: failed: {e}");
+            let line = format!("get {name}: failed: {e}");
+            tracing::warn!("{line}");
+            return line;
         }
         if self.downloads.contains(&name) {
             return format!("get {name}: already downloading");
