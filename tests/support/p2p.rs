@@ -368,7 +368,7 @@ impl NsCluster {
 
 /// Writes `size` bytes of seeded pseudo-random data to `path` (xorshift, fast in debug).
 pub fn write_random(path: &Path, size: usize, seed: u64) {
-    let mut state = seed | 1;
+    let mut state = seed.wrapping_mul(2).wrapping_add(1);
     let mut data = Vec::with_capacity(size);
     while data.len() < size {
         state ^= state << 13;
