@@ -77,7 +77,8 @@ async fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     let name = args
         .name
-        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USER").ok().filter(|n| !n.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "anonymous".to_owned());
     let family = match (args.ipv4, args.ipv6) {
