@@ -93,14 +93,15 @@ async fn main() -> anyhow::Result<()> {
             let mut x = random_key() | 1;
             // Keystrokes typed but not yet carried by a sent change.
             let mut unsent: Vec<Instant> = Vec::new();
-            let record = |msg: &ClientMsg, unsent: &mut Vec<Instant>, id: u64| -> anyhow::Result<()> {
-                if let ClientMsg::Change { seq, .. } = msg {
-                    sent.lock()
-                        .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .insert((id, *seq), std::mem::take(unsent));
-                }
-                Ok(())
-            };
+            let record =
+                |msg: &ClientMsg, unsent: &mut Vec<Instant>, id: u64| -> anyhow::Result<()> {
+                    if let ClientMsg::Change { seq, .. } = msg {
+                        sent.lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .insert((id, *seq), std::mem::take(unsent));
+                    }
+                    Ok(())
+                };
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
