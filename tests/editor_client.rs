@@ -405,6 +405,23 @@ async fn full_screen_client_in_tmux() {
         s[11].contains("connected") && !s[11].contains("reconnecting")
     });
 
+    // A bracketed paste (tmux pastes with the markers when the application asked for
+    // them) is inserted as one piece, line breaks included.
+    assert!(tmux
+        .cmd(&["set-buffer", "-b", "clip", "\npasted one\npasted two"])
+        .status
+        .success());
+    assert!(tmux
+        .cmd(&["paste-buffer", "-p", "-b", "clip", "-t", "ed"])
+        .status
+        .success());
+    let want = format!("{want}\npasted one\npasted two");
+    assert!(
+        bob.wait_until(T, |s| *s.text() == want).await,
+        "bob has {:?}",
+        bob.text()
+    );
+
     tmux.keys(&["C-q"]);
     let deadline = Instant::now() + T;
     while tmux.alive() {
