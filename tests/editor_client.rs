@@ -187,6 +187,7 @@ impl Tmux {
             .arg(&self.socket)
             .args(args)
             .env("LANG", "C.UTF-8")
+            .env_remove("TMUX")
             .output()
             .unwrap()
     }
