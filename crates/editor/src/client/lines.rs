@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use super::link::{Link, LinkEvent, Target};
 use super::sync::{Event, SyncClient, SyncError};
 use crate::ot::{Component, TextOperation};
-use crate::protocol::{random_key, ClientMsg, ErrorCode};
+use crate::protocol::{random_key, ClientMsg, ErrorCode, MAX_DOCUMENT_BYTES};
 use netutil::{ConnectOptions, NetError};
 
 /// Where to connect and what to do.
@@ -50,6 +50,8 @@ pub enum ClientError {
     Sync(#[from] SyncError),
     #[error("terminal: {0}")]
     Io(#[from] std::io::Error),
+    #[error("not appended: the document would exceed {} MiB", MAX_DOCUMENT_BYTES >> 20)]
+    TooLarge,
 }
 
 /// Whether a refusal is worth reconnecting over. Refusals of the request itself (bad
@@ -97,6 +99,11 @@ pub async fn run(
         tokio::select! {
             line = lines.next_line(), if input_open => match line? {
                 Some(line) => {
+                    // Checked here rather than refused by the server, which would close
+                    // the connection on every retry.
+                    if sync.text().len_bytes() + line.len() + 2 > MAX_DOCUMENT_BYTES {
+                        return Err(ClientError::TooLarge);
+                    }
                     if let Some(msg) = append_line(&mut sync, &line)? {
                         link.send(&msg).await;
                     }

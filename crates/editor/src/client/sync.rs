@@ -22,6 +22,11 @@ use crate::ot::{transform, OtError, TextOperation};
 use crate::presence::{Participant, Selection};
 use crate::protocol::{author_id, ClientMsg, ErrorCode, Known, RemoteChange, ServerMsg};
 
+/// Local edits kept as separate operations while a change is in flight; beyond this they
+/// are composed into one, so a long wait for an ack (or an offline spell) keeps memory in
+/// proportion to what changed, not to the number of keystrokes.
+pub const MAX_BUFFERED_OPS: usize = 4096;
+
 /// Something the caller must do or may show after feeding the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -169,7 +174,21 @@ impl SyncClient {
             p.transform(&op);
         }
         self.buffer.push(op);
+        if self.buffer.len() > MAX_BUFFERED_OPS {
+            // The first entry may already be a large composition: compose the rest among
+            // themselves first, then onto it once.
+            let rest = compose_all(self.buffer.split_off(1))?;
+            if let Some(first) = self.buffer.pop() {
+                self.buffer.push(first.compose_owned(&rest)?);
+            }
+        }
         Ok(self.flush())
+    }
+
+    /// Local edits waiting for the in-flight change's ack (after composing, see
+    /// [`MAX_BUFFERED_OPS`]).
+    pub fn buffered_ops(&self) -> usize {
+        self.buffer.len()
     }
 
     /// Inserts `text` at character `pos` of the local text.
@@ -413,4 +432,55 @@ fn compose_all(mut ops: Vec<TextOperation>) -> Result<TextOperation, OtError> {
         ops = next;
     }
     Ok(ops.pop().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_buffer_is_composed_and_still_sends_the_right_change() {
+        let mut c = SyncClient::new(7);
+        c.join("d", "n");
+        c.receive(ServerMsg::Snapshot {
+            you: c.id(),
+            epoch: 1,
+            revision: 0,
+            text: "abc".into(),
+            participants: vec![],
+        })
+        .unwrap();
+        let first = c.insert(0, "x").unwrap();
+        assert!(matches!(first, Some(ClientMsg::Change { seq: 1, .. })));
+        let mut server = "xabc".to_owned();
+        for i in 0..10_000usize {
+            let len = c.text().len_chars();
+            let msg = if i % 3 == 2 {
+                c.delete(i % len, 1).unwrap()
+            } else {
+                c.insert((i * 7) % (len + 1), "é").unwrap()
+            };
+            assert!(
+                msg.is_none(),
+                "nothing goes out while a change is in flight"
+            );
+            assert!(c.buffered_ops() <= MAX_BUFFERED_OPS);
+        }
+        let events = c
+            .receive(ServerMsg::Ack {
+                revision: 1,
+                seq: 1,
+            })
+            .unwrap();
+        let Some(Event::Send(ClientMsg::Change {
+            op,
+            seq: 2,
+            base_revision: 1,
+        })) = events.into_iter().find(|e| matches!(e, Event::Send(_)))
+        else {
+            panic!("the buffer is sent after the ack");
+        };
+        server = op.apply_str(&server).unwrap();
+        assert_eq!(server, c.text().to_string());
+    }
 }
