@@ -243,6 +243,23 @@ impl Tmux {
         }
     }
 
+    /// Polls until the terminal cursor is at `(x, y)` (a frame may reach tmux in pieces).
+    fn wait_cursor(&self, want: (usize, usize)) {
+        let deadline = Instant::now() + T;
+        loop {
+            let at = self.cursor();
+            if at == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cursor at {at:?}, expected {want:?}; screen:\n{}",
+                self.screen().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn alive(&self) -> bool {
         self.cmd(&["has-session", "-t", "ed"]).status.success()
     }
@@ -292,7 +309,7 @@ async fn full_screen_client_in_tmux() {
     tmux.wait_screen("the document and status line", |s| {
         s[0] == "first line" && s[29].contains("tui") && s[29].contains("carol (you)")
     });
-    assert_eq!(tmux.cursor(), (0, 0));
+    tmux.wait_cursor((0, 0));
 
     // Bob sees carol join; carol sees bob.
     assert!(
@@ -313,7 +330,7 @@ async fn full_screen_client_in_tmux() {
     );
     tmux.wait_screen("the typed line", |s| s[2] == "typed 漢字!");
     // 6 + 2 * 2 + 1 cells.
-    assert_eq!(tmux.cursor(), (11, 2));
+    tmux.wait_cursor((11, 2));
 
     // Home, then bob inserts a line at the top and text right at carol's cursor: carol's
     // cursor stays before "typed" (one row lower), so her typing lands there.
@@ -352,7 +369,7 @@ async fn full_screen_client_in_tmux() {
     tmux.wait_screen("bob's name tag", |s| {
         s[3].starts_with("> [bob]typed 漢字!") && s[3].contains(" bob")
     });
-    assert_eq!(tmux.cursor(), (2, 3));
+    tmux.wait_cursor((2, 3));
 
     // Backspace, Enter, End.
     tmux.keys(&["End", "BSpace", "Enter"]);
