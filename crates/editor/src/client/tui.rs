@@ -72,6 +72,11 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
         app.link_event(&mut link, event).await?;
     }
 
+    // Show the others where we are from the start.
+    if let Some(msg) = app.sync.set_selection(Some(Selection::cursor(0))) {
+        link.send(&msg).await;
+    }
+
     let mut terminal = ratatui::init();
     let _guard = TerminalGuard;
     execute!(std::io::stdout(), EnableBracketedPaste)?;
