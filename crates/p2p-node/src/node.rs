@@ -676,13 +676,15 @@ async fn scan_loop(
         match result {
             Ok(list) => {
                 warned = false;
+                // Every scan (not only on changes): a finished download adds itself to
+                // the library, and must leave it if the file is gone before a scan saw it.
+                let servable = list
+                    .iter()
+                    .filter_map(|f| index.pieces(&f.name).map(|p| (f.clone(), p)))
+                    .collect();
+                library.set_complete(servable);
                 if last.as_ref() != Some(&list) {
                     last = Some(list.clone());
-                    let servable = list
-                        .iter()
-                        .filter_map(|f| index.pieces(&f.name).map(|p| (f.clone(), p)))
-                        .collect();
-                    library.set_complete(servable);
                     if files.send(list).await.is_err() {
                         return;
                     }
