@@ -180,6 +180,46 @@ fn a_download_killed_mid_way_resumes_without_fetching_verified_pieces_again() {
     assert!(!record.exists(), "the record is removed when done");
 }
 
+#[test]
+fn a_partial_holder_serves_its_verified_pieces_to_others() {
+    let mut cluster = Cluster::new("swarm-partial", 3);
+    let size = 16 * MIB;
+    let original = cluster.dir(2).join("p.bin");
+    write_random(&original, size, 8);
+    cluster.start(1);
+    cluster.start(3);
+    // 8 MB/s for both downloaders together: node 1 is still partial when node 3 starts.
+    cluster.start_with(2, &["--upload-limit", "8"]);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    cluster
+        .wait_log(HANG_GUARD, |t| holders_in_log(t, "p.bin", size as u64) == 1)
+        .unwrap();
+    cluster
+        .nodes
+        .get_mut(&1)
+        .unwrap()
+        .write_stdin("get p.bin\n");
+    let partial = cluster.wait_log(HANG_GUARD, |t| {
+        t.contains("p.bin (16777216 bytes, id ") && t.contains(", partial)")
+    });
+    assert!(partial.is_some(), "{}", cluster.read_log());
+    let node3 = cluster.nodes.get_mut(&3).unwrap();
+    let summary = get_file(node3, "p.bin", GET_GUARD);
+    let logs = cluster.logs();
+    let summary = summary.unwrap_or_else(|| panic!("{logs}"));
+    assert!(same_content(&original, &cluster.dir(3).join("p.bin")));
+    assert!(
+        summary.per_peer.get(&1).is_some_and(|&b| b > 0),
+        "node 3 got nothing from the partial holder: {}",
+        summary.line
+    );
+    assert!(cluster
+        .node(1)
+        .wait_for("get p.bin: complete", GET_GUARD)
+        .is_some());
+    assert!(same_content(&original, &cluster.dir(1).join("p.bin")));
+}
+
 /// A netutil hello frame for protocol `p2p-node` version 2, written out by hand.
 fn hello_frame() -> Vec<u8> {
     let mut payload = b"NETUTIL1".to_vec();
@@ -274,8 +314,15 @@ fn path_traversal_and_bogus_identities_are_refused() {
         .collect();
     assert_eq!(entries, vec!["from-node-1.txt"]);
 
-    // The holder still serves an honest download.
+    // A downloader that asks for pieces and never reads them stalls only itself: the
+    // holder still serves an honest download meanwhile.
+    let (mut stuck, answer) = data_connection(port, id);
+    assert_eq!(answer[0], 7);
+    for piece in 0..3u8 {
+        stuck.write_all(&frame(&[8, piece])).unwrap();
+    }
     let summary = get_file(cluster.nodes.get_mut(&1).unwrap(), "real.bin", GET_GUARD);
+    drop(stuck);
     assert!(summary.is_some(), "{}", cluster.logs());
     assert!(same_content(
         &cluster.dir(2).join("real.bin"),
