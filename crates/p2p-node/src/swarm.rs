@@ -61,6 +61,9 @@ const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 const HAVE_REFRESH: Duration = Duration::from_millis(500);
 /// How often the record of verified pieces and the progress display are updated.
 const TICK: Duration = Duration::from_millis(250);
+/// A download that cannot finish with the peers it has (only partial holders have the
+/// missing pieces) gives up after this long without a new piece.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the leader's index.
 const INDEX_TIMEOUT: Duration = Duration::from_secs(5);
 /// Downloads running at once on one node.
@@ -228,6 +231,7 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
         duplicates: AtomicUsize::new(0),
         partial_peers: AtomicUsize::new(0),
         per_peer: Mutex::new(BTreeMap::new()),
+        last_progress: Mutex::new(Instant::now()),
         token: ctx.token.child_token(),
     });
     ctx.library.add_partial(
@@ -579,6 +583,8 @@ struct Download {
     duplicates: AtomicUsize,
     partial_peers: AtomicUsize,
     per_peer: Mutex<BTreeMap<NodeId, u64>>,
+    /// When the last new piece was verified.
+    last_progress: Mutex<Instant>,
     token: CancellationToken,
 }
 
@@ -592,12 +598,13 @@ impl Download {
     }
 
     /// True when a peer with nothing to do may leave: the download is complete, or it
-    /// cannot progress (nothing in flight anywhere, no partial holder that may still get
-    /// pieces, and some piece held by nobody who may be asked).
+    /// cannot progress (some piece is held by nobody who may be asked, and no partial
+    /// holder may still get it, or none did for [`STALL_TIMEOUT`]).
     fn may_leave(&self) -> bool {
         let picker = lock(&self.picker);
-        picker.is_complete()
-            || (picker.is_stuck() && self.partial_peers.load(Ordering::Relaxed) == 0)
+        let waiting_for_partials = self.partial_peers.load(Ordering::Relaxed) > 0
+            && lock(&self.last_progress).elapsed() < STALL_TIMEOUT;
+        picker.is_complete() || (picker.is_stuck() && !waiting_for_partials)
     }
 }
 
@@ -822,6 +829,7 @@ fn on_verified(download: &Download, id: NodeId, verified: Verified) -> Result<()
             let new = lock(&download.picker).received_ok(id, piece);
             if new {
                 lock(&download.have).set(piece);
+                *lock(&download.last_progress) = Instant::now();
                 download.fetched.fetch_add(1, Ordering::Relaxed);
                 download
                     .verified_bytes
