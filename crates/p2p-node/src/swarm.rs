@@ -641,6 +641,7 @@ async fn run_peers(
     let progress = Progress::new(&download.name, download.pieces.size, count);
     let mut tick = tokio::time::interval(TICK);
     let mut recorded = usize::MAX;
+    let mut flushing = None;
     loop {
         tokio::select! {
             joined = tasks.join_next() => match joined {
@@ -660,6 +661,12 @@ async fn run_peers(
                 if done.count() != recorded {
                     recorded = done.count();
                     save_record(download, record_path, done).await;
+                    // Write back what is already verified while the rest arrives, so the
+                    // final fsync only has the tail left (one flush at a time).
+                    if flushing.as_ref().is_none_or(|f: &tokio::task::JoinHandle<_>| f.is_finished()) {
+                        let file = download.file.clone();
+                        flushing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                    }
                 }
             }
         }
