@@ -318,3 +318,69 @@ async fn read_piece(
         Err(_) => Err("the piece reader failed".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn pieces(size: u64) -> Arc<FilePieces> {
+        Arc::new(FilePieces {
+            size,
+            piece_size: pieces::PIECE_SIZE,
+            hashes: vec![[size as u8; 32]],
+        })
+    }
+
+    fn entry(name: &str, p: &FilePieces) -> FileEntry {
+        FileEntry {
+            name: name.into(),
+            size: p.size,
+            hash: p.identity(),
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn scans_replace_complete_files_but_keep_downloads_in_progress() {
+        let library = Library::new(PathBuf::from("/share"), ServeOptions::default());
+        let (a, b, c) = (pieces(1), pieces(2), pieces(3));
+        library.set_complete(vec![(entry("a", &a), a.clone())]);
+        let partial = Servable {
+            name: "c".into(),
+            path: PathBuf::from("/share/c.part"),
+            pieces: c.clone(),
+            have: Some(Arc::new(Mutex::new(Bitfield::new(1)))),
+        };
+        library.add_partial(c.identity(), partial);
+        // The path always comes from the local index: dir + indexed name.
+        assert_eq!(
+            library.lookup(&a.identity()).unwrap().path,
+            PathBuf::from("/share/a")
+        );
+        library.set_complete(vec![(entry("b", &b), b.clone())]);
+        assert!(library.lookup(&a.identity()).is_none(), "a is gone");
+        assert!(library.lookup(&b.identity()).is_some());
+        assert!(library.lookup(&c.identity()).unwrap().have.is_some());
+        // Removing a partial entry never removes a complete file of that identity.
+        library.remove_partial(&b.identity());
+        assert!(library.lookup(&b.identity()).is_some());
+        library.remove_partial(&c.identity());
+        assert!(library.lookup(&c.identity()).is_none());
+        assert!(library.lookup(&ContentHash([9; 32])).is_none());
+    }
+
+    #[test]
+    fn uploads_are_bounded() {
+        let options = ServeOptions {
+            max_uploads: 2,
+            ..ServeOptions::default()
+        };
+        let library = Library::new(PathBuf::from("/share"), options);
+        let first = library.try_upload_slot().unwrap();
+        let _second = library.try_upload_slot().unwrap();
+        assert!(library.try_upload_slot().is_none());
+        drop(first);
+        assert!(library.try_upload_slot().is_some());
+    }
+}
