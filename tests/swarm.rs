@@ -299,6 +299,13 @@ fn path_traversal_and_bogus_identities_are_refused() {
     // Names from the console that would leave the directory are refused before anything
     // is asked of anyone.
     let node1 = cluster.nodes.get_mut(&1).unwrap();
+    node1.write_stdin("get nothing-here.bin\n");
+    let line = node1.wait_for("get nothing-here.bin: failed: ", HANG_GUARD);
+    assert!(
+        line.is_some_and(|l| l.contains("\"nothing-here.bin\" is not in the cluster index")),
+        "{}",
+        node1.stderr_text()
+    );
     node1.write_stdin("get ../secret.txt\nget /etc/passwd\nget ..\n");
     for name in ["../secret.txt", "/etc/passwd", ".."] {
         let line = node1.wait_for(&format!("get {name}: failed: "), HANG_GUARD);
