@@ -13,7 +13,7 @@
 //! back, crash-safely, in three atomic steps:
 //! 1. write `.<name>.journal.new`: a header for the new text plus the most recent changes
 //!    (kept only as history, so reconnecting clients can still catch up), fsync;
-//! 2. write `.<name>.txt.tmp`, fsync, rename over `<name>.txt`, fsync the directory;
+//! 2. write `.<name>.txt.<pid>.tmp`, fsync, rename over `<name>.txt`, fsync the directory;
 //! 3. rename the new journal over `<name>.journal`, fsync the directory.
 //!
 //! On load the header's CRC tells which journal belongs to the `.txt` present, so a crash
@@ -498,27 +498,18 @@ fn file_len(path: &Path) -> Result<u64, StorageError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    netutil::durable::sync_dir(dir).map_err(io_err(dir))
 }
 
-/// Temp file, fsync, rename, fsync the directory.
+/// Temp file, fsync, rename, fsync the directory (netutil's durable write), chunk by chunk
+/// straight from the rope.
 fn write_text_atomically(dir: &Path, name: &str, text: &Rope) -> Result<(), StorageError> {
-    let tmp = dir.join(format!(".{name}.txt.tmp"));
     let path = dir.join(format!("{name}.txt"));
-    {
-        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut out = io::BufWriter::with_capacity(64 * 1024, &mut file);
-        for chunk in text.chunks() {
-            out.write_all(chunk.as_bytes()).map_err(io_err(&tmp))?;
-        }
-        out.flush().map_err(io_err(&tmp))?;
-        drop(out);
-        file.sync_all().map_err(io_err(&tmp))?;
-    }
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
+    netutil::durable::write_atomic_with(&path, |out| {
+        text.chunks()
+            .try_for_each(|chunk| out.write_all(chunk.as_bytes()))
+    })
+    .map_err(io_err(&path))
 }
 
 #[cfg(test)]

@@ -9,11 +9,13 @@
 //! * [`connect`]: resolve a host name and race its addresses, Happy Eyeballs style.
 //! * [`shutdown`]: Ctrl-C / SIGTERM handling with a cancellation token and task tracker.
 //! * [`logging`]: one call to send `tracing` output to stderr, filtered by `RUST_LOG`.
+//! * [`durable`]: atomic, durable file replacement (temp file, fsync, rename, fsync dir).
 //! * [`error`]: the typed error every fallible function here returns.
 
 pub mod codec;
 pub mod connect;
 pub mod connection;
+pub mod durable;
 pub mod error;
 pub mod handshake;
 pub mod listen;

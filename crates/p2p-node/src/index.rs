@@ -9,13 +9,13 @@
 //! mtime tick would go unnoticed), so it is hashed again on the next scan.
 //!
 //! [`ClusterIndex`] is the leader's value: node id → files. [`ClusterIndex::render`] is the
-//! `Peer_files.log` text and [`write_atomic`] writes it (temp file, fsync, rename, fsync of
+//! `Peer_files.log` text and `netutil::durable::write_atomic` writes it (temp file, fsync, rename, fsync of
 //! the directory), so a reader sees either the old or the new log, never half of one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -259,34 +259,6 @@ impl ClusterIndex {
     }
 }
 
-/// Writes `contents` to `path` atomically and durably: a temp file beside it (named by
-/// `tag` so several processes sharing a log path never share a temp file), fsync, rename
-/// over `path`, fsync of the directory.
-pub fn write_atomic(path: &Path, contents: &[u8], tag: &str) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "log path has no file name"))?;
-    let mut temp_name = file_name.to_os_string();
-    temp_name.push(format!(".{tag}.tmp"));
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -345,7 +317,7 @@ mod tests {
         let path = dir.path().join("f");
         fs::write(&path, b"one").unwrap();
         let old = SystemTime::now() - Duration::from_secs(60);
-        File::options()
+        fs::File::options()
             .write(true)
             .open(&path)
             .unwrap()
@@ -394,15 +366,5 @@ mod tests {
             nodes.iter().map(|n| n.files.len()).sum::<usize>(),
             MAX_FILES
         );
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("Peer_files.log");
-        write_atomic(&path, b"first", "n1").unwrap();
-        write_atomic(&path, b"second", "n1").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
     }
 }

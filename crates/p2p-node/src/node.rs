@@ -26,7 +26,7 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{ConfigError, NodeConfig};
 use crate::console::{self, Command, Request};
 use crate::election::{Action, Election, Input, NodeId, Role};
-use crate::index::{write_atomic, ClusterIndex, LocalIndex};
+use crate::index::{ClusterIndex, LocalIndex};
 use crate::peers::{PeerEvent, Peers, Verdict};
 use crate::protocol::{validate_files, FileEntry, Message, MAX_NODES};
 use crate::serve::Library;
@@ -92,12 +92,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         library.clone(),
         token.clone(),
     ));
-    shutdown.spawn(log_writer(
-        config.index_log.clone(),
-        format!("node{me}-{}", std::process::id()),
-        log_rx,
-        token.clone(),
-    ));
+    shutdown.spawn(log_writer(config.index_log.clone(), log_rx, token.clone()));
     shutdown.spawn(console::run(console_tx, token.clone()));
 
     let peers = Peers::new(
@@ -713,7 +708,6 @@ async fn scan_loop(
 /// it if not.
 async fn log_writer(
     path: PathBuf,
-    tag: String,
     mut renderings: watch::Receiver<Option<String>>,
     token: tokio_util::sync::CancellationToken,
 ) {
@@ -733,12 +727,12 @@ async fn log_writer(
         let Some(text) = renderings.borrow_and_update().clone() else {
             continue;
         };
-        let (path2, tag2) = (path.clone(), tag.clone());
+        let path2 = path.clone();
         let written = tokio::task::spawn_blocking(move || {
             if repair && std::fs::read(&path2).is_ok_and(|on_disk| on_disk == text.as_bytes()) {
                 return Ok(false);
             }
-            write_atomic(&path2, text.as_bytes(), &tag2).map(|()| true)
+            netutil::durable::write_atomic(&path2, text.as_bytes()).map(|()| true)
         })
         .await;
         match written {

@@ -896,9 +896,7 @@ async fn finish(
         };
         file.sync_all().map_err(|e| io_err(&part, e))?;
         std::fs::rename(&part, &target).map_err(|e| io_err(&target, e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err(&dir, e))?;
+        netutil::durable::sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
         let _ = std::fs::remove_file(&record);
         Ok(())
     })
