@@ -1,4 +1,4 @@
-//! Networking pieces shared by every program in the workspace.
+//! Pieces shared by every program in the workspace: networking, and durable file writes.
 //!
 //! Each module holds one concept, so a program picks what it needs:
 //!
