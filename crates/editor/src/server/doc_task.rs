@@ -321,30 +321,19 @@ impl DocState {
             }
         }
         let pending = std::mem::take(&mut self.pending);
-        let mut too_slow = Vec::new();
-        for p in pending {
+        for p in &pending {
             if let ServerMsg::Remote(change) = &*p.remote {
                 for m in self.members.values_mut() {
                     m.transform_selection(&change.op);
                 }
             }
-            let ack = Arc::new(ServerMsg::Ack {
-                revision: p.revision,
-                seq: p.seq,
-            });
-            for (&session, m) in &self.members {
-                let msg = if session == p.session {
-                    ack.clone()
-                } else {
-                    p.remote.clone()
-                };
-                // Closed queues belong to sessions whose Leave is on its way.
-                if let Err(mpsc::error::TrySendError::Full(_)) = m.out.try_send(msg) {
-                    too_slow.push(session);
-                }
-            }
         }
-        too_slow.dedup();
+        let too_slow: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(&session, m)| !deliver_in_order(session, m, &pending))
+            .map(|(&session, _)| session)
+            .collect();
         for session in too_slow {
             self.deliver_failed(session);
         }
@@ -556,6 +545,30 @@ impl DocState {
     }
 }
 
+/// Queues a batch's committed changes for one member (its own as `Ack`, others' as
+/// `Remote`), in revision order. Stops at the first full queue and returns false: the
+/// session may be draining its queue meanwhile, and a later change slipping in after a
+/// dropped one would reach the client as a gap in the revisions, which it cannot recover
+/// from. A closed queue belongs to a session whose Leave is on its way.
+fn deliver_in_order(session: u64, member: &Member, pending: &[Pending]) -> bool {
+    for p in pending {
+        let msg = if session == p.session {
+            Arc::new(ServerMsg::Ack {
+                revision: p.revision,
+                seq: p.seq,
+            })
+        } else {
+            p.remote.clone()
+        };
+        match member.out.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return false,
+            Err(mpsc::error::TrySendError::Closed(_)) => return true,
+        }
+    }
+    true
+}
+
 impl Member {
     fn participant(&self) -> Participant {
         Participant {
@@ -598,5 +611,67 @@ pub fn describe(op: &TextOperation) -> String {
         "no-op".into()
     } else {
         parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(session: u64, revision: u64) -> Pending {
+        Pending {
+            session,
+            seq: revision,
+            revision,
+            remote: Arc::new(ServerMsg::Remote(RemoteChange {
+                revision,
+                author: session,
+                seq: revision,
+                op: TextOperation::identity(0),
+            })),
+        }
+    }
+
+    fn revision_of(msg: &ServerMsg) -> u64 {
+        match msg {
+            ServerMsg::Ack { revision, .. } => *revision,
+            ServerMsg::Remote(change) => change.revision,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_stops_delivery_so_a_client_never_sees_a_gap() {
+        let (out, mut rx) = mpsc::channel(2);
+        let member = Member {
+            key: 1,
+            id: 1,
+            name: "slow".into(),
+            out,
+            kick: None,
+            selection: None,
+        };
+        let batch: Vec<Pending> = (1..=4)
+            .map(|r| pending(if r == 2 { 7 } else { 9 }, r))
+            .collect();
+        assert!(!deliver_in_order(7, &member, &batch));
+        // Exactly the first two, in order; the one that did not fit and everything after
+        // it were not queued (the session is kicked and catches up on reconnect).
+        assert_eq!(revision_of(&rx.try_recv().unwrap()), 1);
+        let second = rx.try_recv().unwrap();
+        assert!(matches!(
+            *second,
+            ServerMsg::Ack {
+                revision: 2,
+                seq: 2
+            }
+        ));
+        assert!(rx.try_recv().is_err());
+        // With room, everything arrives in revision order.
+        assert!(deliver_in_order(7, &member, &batch[..2]));
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|m| revision_of(&m))
+            .collect();
+        assert_eq!(got, [1, 2]);
     }
 }
