@@ -386,6 +386,31 @@ fn ping_mode_counts_lost_udp_probes_and_fails_when_all_are_lost() {
 }
 
 #[test]
+fn udp_ping_recognises_probes_shorter_than_the_sequence_number() {
+    // A probe of under 8 bytes carries only the low bytes of its sequence number.
+    let (_server, port) = start_server(&[]);
+    let out = run_client(
+        &[
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--udp",
+            "--count",
+            "3",
+            "--interval",
+            "20ms",
+            "--size",
+            "4",
+            "--json",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["received"], 3, "{json}");
+}
+
+#[test]
 fn bench_mode_reports_json() {
     let (_server, port) = start_server(&["--udp-rate", "0"]);
     let port = port.to_string();

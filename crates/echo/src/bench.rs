@@ -22,7 +22,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 
-use crate::ping::{probe_payload, probe_seq};
+use crate::ping::{carries_seq, probe_payload, stamp_seq};
 use crate::stats::{ms, RttStats};
 use crate::target::{connect_udp_addr, Target};
 use crate::EchoError;
@@ -270,9 +270,7 @@ async fn udp_loop(
             break;
         }
         seq += 1;
-        let seq_bytes = seq.to_be_bytes();
-        let n = seq_bytes.len().min(size);
-        payload[..n].copy_from_slice(&seq_bytes[seq_bytes.len() - n..]);
+        stamp_seq(&mut payload, seq);
         if let Err(e) = socket.send(&payload).await {
             tracing::warn!("UDP send failed: {e}");
             errors += 1;
@@ -282,9 +280,7 @@ async fn udp_loop(
         let wait_until = sent_at + timeout;
         let answered = loop {
             match tokio::time::timeout_at(wait_until, socket.recv(&mut echo)).await {
-                Ok(Ok(len))
-                    if len == size && (size < 8 || probe_seq(&echo[..len]) == Some(seq)) =>
-                {
+                Ok(Ok(len)) if len == size && carries_seq(&echo[..len], seq, size) => {
                     break echo[..len] == payload[..];
                 }
                 // A late echo of an earlier datagram: keep waiting for ours.

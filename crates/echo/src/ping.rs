@@ -49,16 +49,22 @@ pub struct PingReport {
 /// The payload of probe `seq`: its number, then a recognisable filler.
 pub fn probe_payload(seq: u64, size: usize) -> Vec<u8> {
     let mut payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
-    let seq_bytes = seq.to_be_bytes();
-    let n = SEQ_BYTES.min(size);
-    payload[..n].copy_from_slice(&seq_bytes[SEQ_BYTES - n..]);
+    stamp_seq(&mut payload, seq);
     payload
 }
 
-/// The sequence number at the start of an echoed probe.
-pub fn probe_seq(echo: &[u8]) -> Option<u64> {
-    let bytes: [u8; SEQ_BYTES] = echo.get(..SEQ_BYTES)?.try_into().ok()?;
-    Some(u64::from_be_bytes(bytes))
+/// Writes `seq` over the start of `payload`; a payload shorter than [`SEQ_BYTES`] gets the
+/// number's low bytes.
+pub fn stamp_seq(payload: &mut [u8], seq: u64) {
+    let n = SEQ_BYTES.min(payload.len());
+    payload[..n].copy_from_slice(&seq.to_be_bytes()[SEQ_BYTES - n..]);
+}
+
+/// True when `echo` starts with the number [`stamp_seq`] wrote into a probe of `size` bytes
+/// (only its low bytes when `size` is below [`SEQ_BYTES`]).
+pub fn carries_seq(echo: &[u8], seq: u64, size: usize) -> bool {
+    let n = SEQ_BYTES.min(size);
+    echo.get(..n) == Some(&seq.to_be_bytes()[SEQ_BYTES - n..])
 }
 
 /// Either transport, seen by the probe loop.
@@ -171,20 +177,21 @@ impl Prober {
                         Err(_) => return Ok(false),
                     };
                     let echo = &buf[..len];
-                    match probe_seq(echo) {
-                        Some(s) if s == seq => {
-                            if echo != payload {
-                                return Err(EchoError::Mismatch {
-                                    peer,
-                                    offset: crate::client::first_difference(payload, echo)
-                                        .unwrap_or(0),
-                                });
-                            }
-                            return Ok(true);
-                        }
+                    if !carries_seq(echo, seq, payload.len()) {
                         // A late echo of an earlier probe, or a stray datagram.
-                        other => tracing::debug!("ignoring echo with sequence {other:?}"),
+                        tracing::debug!(
+                            "ignoring a {len}-byte datagram: not the echo of seq={}",
+                            seq + 1
+                        );
+                        continue;
                     }
+                    if echo != payload {
+                        return Err(EchoError::Mismatch {
+                            peer,
+                            offset: crate::client::first_difference(payload, echo).unwrap_or(0),
+                        });
+                    }
+                    return Ok(true);
                 }
             }
         }
@@ -306,8 +313,9 @@ mod tests {
     fn payload_carries_its_sequence_number() {
         let payload = probe_payload(258, 56);
         assert_eq!(payload.len(), 56);
-        assert_eq!(probe_seq(&payload), Some(258));
-        assert_eq!(probe_seq(&payload[..4]), None);
+        assert!(carries_seq(&payload, 258, 56));
+        assert!(!carries_seq(&payload, 257, 56));
+        assert!(!carries_seq(&payload[..4], 258, 56));
         assert_ne!(probe_payload(1, 56), probe_payload(2, 56));
     }
 
@@ -315,5 +323,9 @@ mod tests {
     fn tiny_payloads_keep_the_low_bytes() {
         assert_eq!(probe_payload(0x0102, 2), vec![1, 2]);
         assert_eq!(probe_payload(7, 1), vec![7]);
+        // The echo of a probe shorter than the sequence number is still recognised.
+        assert!(carries_seq(&probe_payload(0x0102, 2), 0x0102, 2));
+        assert!(!carries_seq(&probe_payload(0x0102, 2), 0x0103, 2));
+        assert!(carries_seq(&probe_payload(7, 1), 7, 1));
     }
 }
