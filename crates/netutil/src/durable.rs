@@ -2,13 +2,18 @@
 //!
 //! [`write_atomic`] writes a hidden temp file beside the target, fsyncs it, renames it over
 //! the target and fsyncs the directory (the rename is durable only once the directory entry
-//! is). The temp name carries the process id, so processes sharing a path (nodes writing
-//! one log) never write the same temp file, and a dot prefix, so programs that serve a
-//! directory's files never list it. On failure the temp file is removed.
+//! is). The temp name carries the process id and a per-process counter, so neither processes
+//! sharing a path (nodes writing one log) nor threads of one process writing the same path
+//! ever write the same temp file, and a dot prefix, so programs that serve a directory's
+//! files never list it. On failure the temp file is removed.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes every temp name this process uses unique, whichever thread writes.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Atomically and durably replaces `path` with what `fill` writes.
 pub fn write_atomic_with(
@@ -59,7 +64,8 @@ fn temp_path(path: &Path, dir: &Path) -> io::Result<PathBuf> {
     })?;
     let mut temp = std::ffi::OsString::from(".");
     temp.push(name);
-    temp.push(format!(".{}.tmp", std::process::id()));
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    temp.push(format!(".{}.{n}.tmp", std::process::id()));
     Ok(dir.join(temp))
 }
 
@@ -87,6 +93,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("doc.txt")]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_in_one_process_each_replace_the_file_whole() {
+        let dir = scratch_dir("concurrent");
+        let path = dir.join("doc.txt");
+        let contents: Vec<Vec<u8>> = (0..4u8).map(|i| vec![b'a' + i; 64 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for content in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..10 {
+                        write_atomic(path, content).unwrap();
+                    }
+                });
+            }
+        });
+        let on_disk = fs::read(&path).unwrap();
+        assert!(contents.contains(&on_disk), "the file mixes several writes");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
         fs::remove_dir_all(dir).unwrap();
     }
 
