@@ -87,10 +87,28 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
                 peer,
                 mismatch: HandshakeMismatch {
                     ours: (protocol.name.to_owned(), protocol.version),
-                    theirs: (theirs.protocol, theirs.version),
+                    theirs: (printable(&theirs.protocol), theirs.version),
                 },
             });
         }
         Ok(())
     }
+}
+
+/// Longest part of a peer's protocol name quoted in an error.
+const MAX_SHOWN_NAME: usize = 64;
+
+/// The peer's protocol name as it may appear in an error and so in a log line: control
+/// characters escaped and the length bounded, so a hostile peer can neither forge log lines
+/// nor make one megabytes long.
+fn printable(name: &str) -> String {
+    let mut shown: String = name
+        .chars()
+        .take(MAX_SHOWN_NAME)
+        .flat_map(char::escape_debug)
+        .collect();
+    if name.chars().nth(MAX_SHOWN_NAME).is_some() {
+        shown.push_str("...");
+    }
+    shown
 }

@@ -102,3 +102,39 @@ async fn a_client_without_handshake_is_refused() {
     .await;
     assert!(closed.is_ok(), "server kept the connection open");
 }
+
+#[tokio::test]
+async fn a_hostile_protocol_name_is_escaped_and_cut_short_in_the_error() {
+    #[derive(serde::Serialize)]
+    struct Hello {
+        magic: [u8; 8],
+        protocol: String,
+        version: u32,
+    }
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        Conn::establish(stream, &EDITOR_V1).await
+    });
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let hello = Hello {
+        magic: *b"NETUTIL1",
+        protocol: format!(
+            "evil\nNew client connected: 10.0.0.1{}",
+            "x".repeat(1 << 20)
+        ),
+        version: 1,
+    };
+    let payload = postcard::to_stdvec(&hello).unwrap();
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    raw.write_all(&frame).await.unwrap();
+    let message = server.await.unwrap().err().expect("refused").to_string();
+    assert!(
+        message.contains("peer speaks evil\\nNew client"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.len() < 300, "{} bytes", message.len());
+}
