@@ -211,6 +211,59 @@ async fn acked_changes_survive_kill_9() {
     );
 }
 
+/// A save that fails after the `.txt` was replaced (here: the new journal cannot be
+/// renamed over the old one) must not leave the server acknowledging changes into a
+/// journal that the next start ignores: every acknowledged change survives kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_save_loses_no_acknowledged_change() {
+    let dir = tempfile_dir();
+    let (mut server, port) = start_server(dir.path(), &["--save-interval", "1"]);
+    let txt = dir.path().join("fragile.txt");
+    let mut a = Client::join(port, "fragile", "alice").await;
+    a.insert(0, "one\n").await;
+    assert!(a.settle(T).await);
+    let deadline = std::time::Instant::now() + T;
+    while std::fs::read_to_string(&txt).unwrap_or_default() != "one\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first save never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let that save finish
+                                                          // The journal's name becomes a non-empty directory: the next save writes the `.txt`
+                                                          // and then cannot rename its new journal into place.
+    let journal = dir.path().join("fragile.journal");
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::create_dir(&journal).unwrap();
+    std::fs::write(journal.join("in-the-way"), "").unwrap();
+
+    let mut acked = Vec::new();
+    a.insert(4, "two\n").await;
+    if a.settle(T).await {
+        acked.push("two\n");
+    }
+    assert!(
+        server.wait_for("saving failed", T).is_some(),
+        "{}",
+        server.stderr_text()
+    );
+    a.insert(a.text().chars().count(), "three\n").await;
+    if a.settle(Duration::from_secs(3)).await {
+        acked.push("three\n");
+    }
+    server.kill9();
+    std::fs::remove_dir_all(&journal).unwrap();
+
+    let (_server, port) = start_server(dir.path(), &[]);
+    let reader = Client::join(port, "fragile", "reader").await;
+    let text = reader.text();
+    assert!(text.starts_with("one\n"), "{text:?}");
+    for line in acked {
+        assert!(text.contains(line), "acknowledged {line:?} lost: {text:?}");
+    }
+}
+
 /// Bad input gets a clear error and closes that connection only; a client on the same
 /// document sees nothing change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

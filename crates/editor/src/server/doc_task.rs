@@ -508,7 +508,8 @@ impl DocState {
         }
     }
 
-    /// Rewrites the `.txt` and cuts the journal back. False if storage failed.
+    /// Rewrites the `.txt` and cuts the journal back. False if storage failed: the task
+    /// must stop (see the error branch).
     async fn compact(&mut self) -> bool {
         let Some(journal) = self.journal.take() else {
             return false;
@@ -531,11 +532,17 @@ impl DocState {
                 tracing::debug!("document {} saved at revision {revision}", self.name);
                 true
             }
-            Ok((old, Err(e))) => {
-                // The old journal is still complete and valid: keep appending to it.
+            Ok((_, Err(e))) => {
+                // The old journal is only valid if the failure came before the `.txt` was
+                // replaced; after that it may be unlinked or ignored by the next load, and
+                // changes acknowledged into it would be lost. Stop instead: the next join
+                // reloads from disk, which load() always finds consistent.
                 tracing::error!("document {}: saving failed: {e}", self.name);
-                self.journal = Some(old);
-                true
+                self.kick_all(
+                    ErrorCode::Unavailable,
+                    "the server cannot save this document",
+                );
+                false
             }
             Err(e) => {
                 tracing::error!("document {}: save task failed: {e}", self.name);
