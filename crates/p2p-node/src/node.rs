@@ -36,8 +36,9 @@ use crate::swarm::{self, SwarmContext, SwarmEvent, MAX_DOWNLOADS};
 const EVENT_QUEUE: usize = 4096;
 /// How often a leader redials missing nodes (each also has its own backoff).
 const MAINTENANCE: Duration = Duration::from_millis(100);
-/// Console `files` requests waiting for the leader's answer at once.
+/// Console `files` requests and downloads waiting for the leader's answer at once.
 const MAX_FILES_WAITERS: usize = 16;
+const TOO_MANY_WAITERS: &str = "too many requests waiting for the leader";
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +119,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         local_files: None,
         index: None,
         log_tx,
-        files_waiters: Vec::new(),
+        files_waiters: IndexWaiters::default(),
         shutdown: shutdown.clone(),
         swarm,
         downloads: BTreeSet::new(),
@@ -166,7 +167,7 @@ struct Node {
     index: Option<ClusterIndex>,
     log_tx: watch::Sender<Option<String>>,
     /// Console `files` requests and downloads waiting for the leader's `Index`.
-    files_waiters: Vec<Waiter>,
+    files_waiters: IndexWaiters,
     shutdown: Shutdown,
     swarm: Arc<SwarmContext>,
     /// Names being downloaded.
@@ -179,6 +180,51 @@ struct Node {
 enum Waiter {
     Text(oneshot::Sender<String>),
     Index(oneshot::Sender<Result<ClusterIndex, String>>),
+}
+
+impl Waiter {
+    /// The asker gave up (the console and downloads wait a few seconds at most).
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiter::Text(tx) => tx.is_closed(),
+            Waiter::Index(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Answers with `reason` instead of the index.
+    fn refuse(self, reason: &str) {
+        match self {
+            Waiter::Text(tx) => {
+                let _ = tx.send(reason.to_owned());
+            }
+            Waiter::Index(tx) => {
+                let _ = tx.send(Err(reason.to_owned()));
+            }
+        }
+    }
+}
+
+/// The waiters for the leader's next `Index`, at most [`MAX_FILES_WAITERS`]. A request the
+/// leader never answers (it died, or stopped leading, before replying) must not hold its
+/// place once its asker gave up: otherwise the places fill up for good, and a follower
+/// could never again ask for the index (no request, so no answer to clear them).
+#[derive(Default)]
+struct IndexWaiters(Vec<Waiter>);
+
+impl IndexWaiters {
+    /// Adds `waiter`; gives it back when [`MAX_FILES_WAITERS`] askers are still waiting.
+    fn admit(&mut self, waiter: Waiter) -> Result<(), Waiter> {
+        self.0.retain(|w| !w.is_closed());
+        if self.0.len() >= MAX_FILES_WAITERS {
+            return Err(waiter);
+        }
+        self.0.push(waiter);
+        Ok(())
+    }
+
+    fn drain(&mut self) -> std::vec::Drain<'_, Waiter> {
+        self.0.drain(..)
+    }
 }
 
 impl Node {
@@ -374,14 +420,8 @@ impl Node {
                     let _ = reply.send(Ok(index.clone()));
                 }
                 (None, Some(leader)) => {
-                    if self.files_waiters.len() >= MAX_FILES_WAITERS {
-                        let _ = reply.send(Err("too many requests waiting for the leader".into()));
-                        return;
-                    }
-                    self.files_waiters.push(Waiter::Index(reply));
-                    let term = self.election.max_term();
-                    if self.peers.send(leader, Message::IndexRequest, term) {
-                        self.input_gone(leader, "it stopped reading");
+                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Index(reply)) {
+                        waiter.refuse(TOO_MANY_WAITERS);
                     }
                 }
                 (None, None) => {
@@ -399,6 +439,17 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Queues `waiter` for the leader's next `Index` and asks the leader for it; gives the
+    /// waiter back when too many are waiting already.
+    fn ask_leader_index(&mut self, leader: NodeId, waiter: Waiter) -> Result<(), Waiter> {
+        self.files_waiters.admit(waiter)?;
+        let term = self.election.max_term();
+        if self.peers.send(leader, Message::IndexRequest, term) {
+            self.input_gone(leader, "it stopped reading");
+        }
+        Ok(())
     }
 
     /// Starts a download task for `get NAME`.
@@ -546,7 +597,7 @@ impl Node {
                         "the leader sent a malformed index".to_owned()
                     }
                 };
-                for waiter in self.files_waiters.drain(..) {
+                for waiter in self.files_waiters.drain() {
                     match waiter {
                         Waiter::Text(tx) => {
                             let _ = tx.send(text.clone());
@@ -588,16 +639,10 @@ impl Node {
             Command::Files => match (&self.index, self.election.leader()) {
                 (Some(index), _) => index.render(),
                 (None, Some(leader)) => {
-                    if self.files_waiters.len() >= MAX_FILES_WAITERS {
-                        "too many requests waiting for the leader".to_owned()
-                    } else {
-                        self.files_waiters.push(Waiter::Text(reply));
-                        let term = self.election.max_term();
-                        if self.peers.send(leader, Message::IndexRequest, term) {
-                            self.input_gone(leader, "it stopped reading");
-                        }
-                        return;
+                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Text(reply)) {
+                        waiter.refuse(TOO_MANY_WAITERS);
                     }
+                    return;
                 }
                 (None, None) => "No leader yet: the index is not known".to_owned(),
             },
@@ -746,5 +791,34 @@ async fn log_writer(
             Ok(Err(e)) => tracing::warn!("cannot write {}: {e}", path.display()),
             Err(_) => tracing::warn!("writing {} failed", path.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn askers_that_gave_up_do_not_hold_places_for_the_index() {
+        let mut waiters = IndexWaiters::default();
+        let mut receivers = Vec::new();
+        for _ in 0..MAX_FILES_WAITERS {
+            let (tx, rx) = oneshot::channel();
+            assert!(waiters.admit(Waiter::Text(tx)).is_ok());
+            receivers.push(rx);
+        }
+        let (tx, _rx) = oneshot::channel();
+        assert!(waiters.admit(Waiter::Index(tx)).is_err(), "bounded");
+        // Every asker timed out; the leader never answered.
+        drop(receivers);
+        let (tx, mut rx) = oneshot::channel();
+        assert!(waiters.admit(Waiter::Text(tx)).is_ok());
+        for waiter in waiters.drain() {
+            if let Waiter::Text(tx) = waiter {
+                tx.send("index".into()).unwrap();
+            }
+        }
+        assert_eq!(rx.try_recv().unwrap(), "index");
     }
 }
