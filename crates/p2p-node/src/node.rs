@@ -281,7 +281,8 @@ impl Node {
             }
             Action::PeerDead { peer } => {
                 tracing::warn!(
-                    "Node {peer} sent nothing for {:?}; presuming it dead",
+                    "{} sent nothing for {:?}; presuming it dead",
+                    self.peer_label(peer),
                     self.election.timing().failure_timeout
                 );
                 if self.peers.close(peer) {
@@ -318,12 +319,21 @@ impl Node {
         }
     }
 
+    /// The address of `peer`'s latest link, for log lines.
+    fn peer_addr(&self, peer: NodeId) -> String {
+        self.peers
+            .last_addr(peer)
+            .map_or_else(|| "no address".to_owned(), |a| a.to_string())
+    }
+
+    /// "Node N (ADDR)": how log lines about a peer's link name it.
+    fn peer_label(&self, peer: NodeId) -> String {
+        format!("Node {peer} ({})", self.peer_addr(peer))
+    }
+
     /// A link closed (by either side): tell the election, drop the node's files.
     fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
-        let addr = self
-            .peers
-            .last_addr(peer)
-            .map_or_else(|| "no address".to_owned(), |a| a.to_string());
+        let addr = self.peer_addr(peer);
         tracing::info!(
             "Node {} disconnected from Node {peer}. ({addr}, {reason})",
             self.me
@@ -519,7 +529,7 @@ impl Node {
                 if self.peers.on_closed(link, peer) {
                     if duplicate {
                         // The peer keeps another link to us; it is not gone.
-                        tracing::debug!("Node {peer}: duplicate link closed");
+                        tracing::debug!("{}: duplicate link closed", self.peer_label(peer));
                     } else {
                         self.input_gone(peer, &reason);
                     }
@@ -543,7 +553,10 @@ impl Node {
             Message::Bully(msg) => self.input(Input::Message { from: peer, msg }),
             Message::FileList { files } => {
                 if let Err(reason) = validate_files(&files) {
-                    tracing::warn!("Node {peer} sent a bad file list ({reason}); closing its link");
+                    tracing::warn!(
+                        "{} sent a bad file list ({reason}); closing its link",
+                        self.peer_label(peer)
+                    );
                     if self.peers.close(peer) {
                         self.input_gone(peer, "bad file list");
                     }
@@ -552,7 +565,10 @@ impl Node {
                 let changed = match &mut self.index {
                     Some(index) => index.set(peer, files),
                     None => {
-                        tracing::debug!("Node {peer} sent its files, but this node does not lead");
+                        tracing::debug!(
+                            "{} sent its files, but this node does not lead",
+                            self.peer_label(peer)
+                        );
                         false
                     }
                 };
@@ -593,7 +609,7 @@ impl Node {
                         text
                     }
                     None => {
-                        tracing::warn!("Node {peer} sent a malformed index");
+                        tracing::warn!("{} sent a malformed index", self.peer_label(peer));
                         "the leader sent a malformed index".to_owned()
                     }
                 };
@@ -617,7 +633,10 @@ impl Node {
             | Message::Missing { .. }
             | Message::HaveQuery
             | Message::Have { .. } => {
-                tracing::warn!("Node {peer} sent data-connection traffic on its link; closing it");
+                tracing::warn!(
+                    "{} sent data-connection traffic on its link; closing it",
+                    self.peer_label(peer)
+                );
                 if self.peers.close(peer) {
                     self.input_gone(peer, "data traffic on a control link");
                 }

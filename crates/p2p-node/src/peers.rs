@@ -236,7 +236,10 @@ impl Peers {
                 Ok(()) => false,
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!("Node {to} is not reading its messages; closing its link");
+                    tracing::warn!(
+                        "Node {to} ({}) is not reading its messages; closing its link",
+                        link.addr
+                    );
                     self.close(to)
                 }
             };

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -628,14 +629,14 @@ async fn run_peers(
         count += 1;
         let download = download.clone();
         tasks.spawn(async move {
-            let (id, partial) = (peer.id, peer.partial);
+            let (id, addr, partial) = (peer.id, peer.conn.peer(), peer.partial);
             let result = peer_loop(&download, peer).await;
             if partial {
                 download.partial_peers.fetch_sub(1, Ordering::Relaxed);
             }
             lock(&download.picker).remove_peer(id);
             download.changed.notify_waiters();
-            (id, result)
+            (id, addr, result)
         });
     }
     let progress = Progress::new(&download.name, download.pieces.size, count);
@@ -646,9 +647,9 @@ async fn run_peers(
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
-                Some(Ok((id, Err(reason)))) => {
-                    tracing::warn!("get {}: stopped using Node {id}: {reason}", download.name);
-                    failures.push(format!("Node {id}: {reason}"));
+                Some(Ok((id, addr, Err(reason)))) => {
+                    tracing::warn!("get {}: stopped using Node {id} at {addr}: {reason}", download.name);
+                    failures.push(format!("Node {id} at {addr}: {reason}"));
                 }
                 Some(_) => {}
             },
@@ -754,7 +755,7 @@ async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(), String> {
                 let verified = joined
                     .map_err(|_| "a piece verifier failed".to_owned())?
                     .map_err(|e| format!("cannot write the piece: {e}"))?;
-                on_verified(download, id, verified)?;
+                on_verified(download, id, conn.peer(), verified)?;
             }
             received = tokio::time::timeout(PIECE_TIMEOUT, conn.recv_frame()), if can_receive => {
                 let frame = match received {
@@ -829,7 +830,12 @@ fn on_frame(
     }
 }
 
-fn on_verified(download: &Download, id: NodeId, verified: Verified) -> Result<(), String> {
+fn on_verified(
+    download: &Download,
+    id: NodeId,
+    addr: SocketAddr,
+    verified: Verified,
+) -> Result<(), String> {
     match verified {
         Verified::Good { piece, len } => {
             *lock(&download.per_peer).entry(id).or_default() += len as u64;
@@ -856,14 +862,14 @@ fn on_verified(download: &Download, id: NodeId, verified: Verified) -> Result<()
             match verdict {
                 BadPiece::Retry => {
                     tracing::warn!(
-                        "get {}: Node {id} sent a bad piece {piece} (hash mismatch); fetching it from another holder",
+                        "get {}: Node {id} at {addr} sent a bad piece {piece} (hash mismatch); fetching it from another holder",
                         download.name
                     );
                     Ok(())
                 }
                 BadPiece::DropPeer => {
                     tracing::warn!(
-                        "get {}: dropping Node {id} for this download: {MAX_BAD} bad pieces",
+                        "get {}: dropping Node {id} for this download: {MAX_BAD} bad pieces from {addr}",
                         download.name
                     );
                     Err(format!("{MAX_BAD} bad pieces"))
