@@ -4,13 +4,16 @@
 //! console, and (as root) partitions of nodes in network namespaces joined by a bridge.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::bin_path;
-use e2e::p2p::{last_leader, log_lists, log_time, wait_agreement, Cluster, NsCluster, HANG_GUARD};
+use e2e::p2p::{
+    frame, hello_frame, last_leader, log_lists, log_time, read_frame, wait_agreement, Cluster,
+    NsCluster, HANG_GUARD,
+};
 
 /// Seconds since midnight UTC now, comparable with log timestamps.
 fn now_of_day() -> f64 {
@@ -192,30 +195,6 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
         !text.contains("escape") && !text.contains("Node 9"),
         "{text}"
     );
-}
-
-/// A netutil hello frame for protocol `p2p-node` version 2, written out by hand so this
-/// test depends on the wire format, not on the crate.
-fn hello_frame() -> Vec<u8> {
-    let mut payload = b"NETUTIL1".to_vec();
-    payload.push(8);
-    payload.extend_from_slice(b"p2p-node");
-    payload.push(2);
-    frame(&payload)
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).ok()?;
-    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut payload).ok()?;
-    Some(payload)
 }
 
 #[test]

@@ -4,12 +4,13 @@
 //! summary line.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::p2p::{
-    get_file, holders_in_log, same_content, write_random, Cluster, NsCluster, HANG_GUARD,
+    frame, get_file, hello_frame, holders_in_log, read_frame, same_content, write_random, Cluster,
+    NsCluster, HANG_GUARD,
 };
 
 const MIB: usize = 1 << 20;
@@ -218,29 +219,6 @@ fn a_partial_holder_serves_its_verified_pieces_to_others() {
         .wait_for("get p.bin: complete", GET_GUARD)
         .is_some());
     assert!(same_content(&original, &cluster.dir(1).join("p.bin")));
-}
-
-/// A netutil hello frame for protocol `p2p-node` version 2, written out by hand.
-fn hello_frame() -> Vec<u8> {
-    let mut payload = b"NETUTIL1".to_vec();
-    payload.push(8);
-    payload.extend_from_slice(b"p2p-node");
-    payload.push(2);
-    frame(&payload)
-}
-
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).ok()?;
-    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut payload).ok()?;
-    Some(payload)
 }
 
 /// `Message::Open { hash }` is variant 6 followed by the 32 hash bytes.

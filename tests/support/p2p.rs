@@ -3,7 +3,8 @@
 //! throw-away root, and readers for their logs and the leader's `Peer_files.log`.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,74 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
+}
+
+/// A netutil hello frame for protocol `p2p-node` version 2, written out by hand so the
+/// tests depend on the wire format, not on the crate.
+pub fn hello_frame() -> Vec<u8> {
+    let mut payload = b"NETUTIL1".to_vec();
+    payload.push(8);
+    payload.extend_from_slice(b"p2p-node");
+    payload.push(2);
+    frame(&payload)
+}
+
+/// `payload` behind netutil's 4-byte big-endian length prefix.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The next frame's payload; None when the stream closed (or the read timed out).
+pub fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).ok()?;
+    Some(payload)
+}
+
+/// Calls `read` every 10 ms until it returns something `ok` accepts; None after `timeout`.
+fn poll_until(
+    timeout: Duration,
+    read: impl Fn() -> String,
+    ok: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = read();
+        if ok(&text) {
+            return Some(text);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Creates `NodeN` under `root` for ids `1..=n`, each holding its seed file
+/// `from-node-N.txt`.
+fn seed_dirs(root: &Path, n: u32) {
+    for id in 1..=n {
+        let dir = root.join(format!("Node{id}"));
+        std::fs::create_dir_all(&dir).expect("node dir");
+        std::fs::write(
+            dir.join(format!("from-node-{id}.txt")),
+            format!("node {id}\n"),
+        )
+        .expect("seed file");
+    }
+}
+
+/// Every node's stderr, for failure messages.
+fn all_logs(nodes: &BTreeMap<u32, Proc>) -> String {
+    nodes
+        .iter()
+        .map(|(id, p)| format!("--- node {id} ---\n{}", p.stderr_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A directory removed on drop.
@@ -120,15 +189,7 @@ impl Cluster {
     pub fn new(tag: &str, n: u32) -> Cluster {
         let root = TempRoot::new(tag);
         let ports: BTreeMap<u32, u16> = (1..=n).zip(free_ports(n as usize)).collect();
-        for id in 1..=n {
-            let dir = root.0.join(format!("Node{id}"));
-            std::fs::create_dir_all(&dir).expect("node dir");
-            std::fs::write(
-                dir.join(format!("from-node-{id}.txt")),
-                format!("node {id}\n"),
-            )
-            .expect("seed file");
-        }
+        seed_dirs(&root.0, n);
         Cluster {
             root,
             ports,
@@ -199,11 +260,7 @@ impl Cluster {
 
     /// Every node's stderr, for failure messages.
     pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|(id, p)| format!("--- node {id} ---\n{}", p.stderr_text()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        all_logs(&self.nodes)
     }
 
     pub fn read_log(&self) -> String {
@@ -212,17 +269,7 @@ impl Cluster {
 
     /// Waits until `Peer_files.log` satisfies `ok`; returns its text, or None on timeout.
     pub fn wait_log(&self, timeout: Duration, ok: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.read_log();
-            if ok(&text) {
-                return Some(text);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(timeout, || self.read_log(), ok)
     }
 }
 
@@ -239,11 +286,6 @@ pub fn log_lists(text: &str, ids: &[u32]) -> bool {
             (id == &leader || text.contains(&format!("\nNode {id} files:\n")))
                 && text.contains(&format!("  from-node-{id}.txt ("))
         })
-}
-
-/// A file name inside `dir`.
-pub fn path_in(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
 
 /// Nodes as hosts in their own network namespaces (10.77.0.ID/24), each joined by a veth
@@ -278,15 +320,7 @@ impl NsCluster {
             hosts.insert(id, ns);
         }
         let root = TempRoot::new(tag);
-        for id in 1..=n {
-            let dir = root.0.join(format!("Node{id}"));
-            std::fs::create_dir_all(&dir).expect("node dir");
-            std::fs::write(
-                dir.join(format!("from-node-{id}.txt")),
-                format!("node {id}\n"),
-            )
-            .expect("seed file");
-        }
+        seed_dirs(&root.0, n);
         Some(NsCluster {
             nodes: BTreeMap::new(),
             hosts,
@@ -311,17 +345,7 @@ impl NsCluster {
         timeout: Duration,
         ok: impl Fn(&str) -> bool,
     ) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.read_log(id);
-            if ok(&text) {
-                return Some(text);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(timeout, || self.read_log(id), ok)
     }
 
     pub fn start(&mut self, id: u32) {
@@ -356,11 +380,7 @@ impl NsCluster {
     }
 
     pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|(id, p)| format!("--- node {id} ---\n{}", p.stderr_text()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        all_logs(&self.nodes)
     }
 }
 
