@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use ropey::Rope;
 
 use crate::ot::{transform, OtError, TextOperation};
+use crate::presence::Selection;
 use crate::protocol::{RemoteChange, MAX_DOCUMENT_BYTES};
 
 /// A committed change as the server keeps it (with the author's secret key, which never
@@ -258,6 +259,21 @@ impl Document {
         Some(self.history.iter().skip(skip))
     }
 
+    /// Places a selection made on `base_revision` in the current text. None when it
+    /// cannot be placed: the base is in the future, older than the history, or more than
+    /// [`MAX_TRANSFORM_LAG`] revisions behind (the same bound as for changes, so a cursor
+    /// update cannot make the sequencer walk the whole history either).
+    pub fn place_selection(&self, base_revision: u64, selection: Selection) -> Option<Selection> {
+        if base_revision < self.revision.saturating_sub(MAX_TRANSFORM_LAG) {
+            return None;
+        }
+        let mut sel = selection;
+        for c in self.changes_since(base_revision)? {
+            sel = sel.clamp(c.op.base_len()).transform(&c.op, true);
+        }
+        Some(sel.clamp(self.text.len_chars()))
+    }
+
     /// The revision a change from `key` with `seq` was committed as, if remembered.
     pub fn committed_seq(&self, key: u64) -> Option<(u64, u64)> {
         self.last_seq.get(&key).copied()
@@ -376,6 +392,27 @@ mod tests {
         ));
         let op = TextOperation::splice(1, 0, 0, "b").unwrap();
         assert!(d.receive(2, 2, 1, 1, op).is_ok());
+    }
+
+    #[test]
+    fn selections_are_placed_only_within_the_transform_lag() {
+        let mut d = doc("");
+        for i in 0..=MAX_TRANSFORM_LAG {
+            let op = TextOperation::splice(i as usize, i as usize, 0, "a").unwrap();
+            d.receive(1, 1, i + 1, i, op).unwrap();
+        }
+        let at_start = Selection::cursor(0);
+        // Too far behind: placing it would mean walking MAX_TRANSFORM_LAG + 1 changes.
+        assert_eq!(d.place_selection(0, at_start), None);
+        // Each later insert at the end leaves a cursor at the start where it is.
+        assert_eq!(d.place_selection(1, at_start), Some(at_start));
+        let end = Selection::cursor(1);
+        assert_eq!(d.place_selection(1, end), Some(Selection::cursor(10_001)));
+        assert_eq!(d.place_selection(d.revision() + 1, at_start), None);
+        assert_eq!(
+            d.place_selection(d.revision(), Selection::cursor(usize::MAX)),
+            Some(Selection::cursor(10_001))
+        );
     }
 
     #[test]

@@ -419,18 +419,13 @@ impl DocState {
     }
 
     fn presence(&mut self, session: u64, base_revision: u64, selection: Option<Selection>) {
-        let len = self.doc.text().len_chars();
-        let selection = match (selection, self.doc.changes_since(base_revision)) {
-            (None, _) => None,
-            (Some(sel), Some(changes)) => {
-                let mut sel = sel;
-                for c in changes {
-                    sel = sel.clamp(c.op.base_len()).transform(&c.op, true);
-                }
-                Some(sel.clamp(len))
-            }
-            // Too old or from the future: the position cannot be placed; drop it.
-            (Some(_), None) => return,
+        let selection = match selection {
+            None => None,
+            Some(sel) => match self.doc.place_selection(base_revision, sel) {
+                Some(placed) => Some(placed),
+                // Too old or from the future: the position cannot be placed; drop it.
+                None => return,
+            },
         };
         let Some(member) = self.members.get_mut(&session) else {
             return;
