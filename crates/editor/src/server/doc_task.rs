@@ -71,6 +71,7 @@ pub enum DocCmd {
 }
 
 struct Member {
+    addr: SocketAddr,
     key: u64,
     id: u64,
     name: String,
@@ -261,7 +262,11 @@ impl DocState {
             Ok(Outcome::Duplicate { revision }) => {
                 // Acknowledge again (it is durable already) so the session's count of
                 // changes in flight stays right; the client ignores acks it does not expect.
-                tracing::debug!("{}: change {seq} already applied", member.name);
+                tracing::debug!(
+                    "{} {}: change {seq} already applied",
+                    member.addr,
+                    member.name
+                );
                 let ack = Arc::new(ServerMsg::Ack { revision, seq });
                 self.deliver(session, ack);
             }
@@ -272,7 +277,7 @@ impl DocState {
                     ChangeError::Invalid(_) => ErrorCode::BadChange,
                     ChangeError::TooLarge { .. } => ErrorCode::TooLarge,
                 };
-                tracing::warn!("{}: change refused: {e}", member.name);
+                tracing::warn!("{} {}: change refused: {e}", member.addr, member.name);
                 self.kick(session, code, format!("change refused: {e}"));
             }
         }
@@ -362,6 +367,7 @@ impl DocState {
             return;
         }
         let member = Member {
+            addr: req.addr,
             key: req.key,
             id,
             name: req.name.clone(),
@@ -475,7 +481,8 @@ impl DocState {
     fn deliver_failed(&mut self, session: u64) {
         if let Some(m) = self.members.get(&session) {
             tracing::warn!(
-                "{}: outgoing queue full; disconnecting this slow client",
+                "{} {}: outgoing queue full; disconnecting this slow client",
+                m.addr,
                 m.name
             );
             self.kick(
@@ -646,6 +653,7 @@ mod tests {
     fn a_full_queue_stops_delivery_so_a_client_never_sees_a_gap() {
         let (out, mut rx) = mpsc::channel(2);
         let member = Member {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9)),
             key: 1,
             id: 1,
             name: "slow".into(),
