@@ -183,7 +183,7 @@ async fn open_links(
     let mut links = Vec::with_capacity(config.connections);
     let mut errors = 0;
     let peer = if config.udp {
-        let (socket, peer) = target.connect_udp(true).await?;
+        let (socket, peer) = target.connect_udp().await?;
         links.push(Link::Udp(socket));
         for _ in 1..config.connections {
             links.push(Link::Udp(connect_udp_addr(peer).await?));

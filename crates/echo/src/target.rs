@@ -24,15 +24,6 @@ pub struct Target {
 impl Target {
     /// Connects over TCP and reports the address reached.
     pub async fn connect_tcp(&self) -> Result<(TcpStream, SocketAddr), EchoError> {
-        self.connect_tcp_quietly(true).await
-    }
-
-    /// Like [`Target::connect_tcp`]; `announce` false skips the stderr line (bench mode's
-    /// extra connections).
-    pub async fn connect_tcp_quietly(
-        &self,
-        announce: bool,
-    ) -> Result<(TcpStream, SocketAddr), EchoError> {
         let options = ConnectOptions {
             family: self.family,
             ..ConnectOptions::default()
@@ -41,14 +32,12 @@ impl Target {
         stream
             .set_nodelay(true)
             .map_err(|e| EchoError::io(format!("{addr}: cannot set TCP_NODELAY"), e))?;
-        if announce {
-            self.announce(addr, "");
-        }
+        self.announce(addr, "");
         Ok((stream, addr))
     }
 
-    /// Opens a UDP socket connected to the first address of the host.
-    pub async fn connect_udp(&self, announce: bool) -> Result<(UdpSocket, SocketAddr), EchoError> {
+    /// Opens a UDP socket connected to the first address of the host and reports it.
+    pub async fn connect_udp(&self) -> Result<(UdpSocket, SocketAddr), EchoError> {
         let addrs = netutil::resolve(&self.host, self.port, self.family).await?;
         let Some(&addr) = addrs.first() else {
             return Err(netutil::NetError::Resolve {
@@ -58,9 +47,7 @@ impl Target {
             .into());
         };
         let socket = connect_udp_addr(addr).await?;
-        if announce {
-            self.announce(addr, ", UDP");
-        }
+        self.announce(addr, ", UDP");
         Ok((socket, addr))
     }
 

@@ -116,7 +116,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             json: args.json,
         };
         let (prober, peer) = if args.udp {
-            let (socket, peer) = target.connect_udp(true).await?;
+            let (socket, peer) = target.connect_udp().await?;
             (Prober::udp(socket), peer)
         } else {
             let (stream, peer) = target.connect_tcp().await?;
@@ -134,7 +134,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let wait = args.timeout.unwrap_or(Duration::from_secs(30));
     let link = if args.udp {
-        let (socket, peer) = target.connect_udp(true).await?;
+        let (socket, peer) = target.connect_udp().await?;
         Link::Udp(socket, peer)
     } else {
         let (stream, peer) = target.connect_tcp().await?;
