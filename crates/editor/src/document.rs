@@ -170,9 +170,9 @@ impl Document {
 
     /// Replays a journalled change on top of the text (crash recovery).
     pub fn replay(&mut self, committed: Committed) -> Result<(), ChangeError> {
-        if committed.revision != self.revision + 1 {
+        if self.revision.checked_add(1) != Some(committed.revision) {
             return Err(ChangeError::FutureRevision {
-                base: committed.revision - 1,
+                base: committed.revision.saturating_sub(1),
                 current: self.revision,
             });
         }

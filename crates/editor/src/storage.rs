@@ -189,11 +189,21 @@ impl Storage {
                 doc = Document::new(Rope::from_str(&text), base, limit)
                     .with_epoch(epoch)
                     .with_max_bytes(self.max_bytes);
-                let mut good = valid_len;
-                for (end, committed) in records {
-                    if committed.revision <= base {
+                let (history, later): (Vec<_>, Vec<_>) =
+                    records.into_iter().partition(|(_, c)| c.revision <= base);
+                if continues_to(&history, base) {
+                    for (_, committed) in history {
                         doc.remember(committed);
-                    } else if let Err(e) = doc.replay(committed) {
+                    }
+                } else {
+                    tracing::warn!(
+                        "{}: history records out of order; serving without history (clients get snapshots)",
+                        journal_path.display()
+                    );
+                }
+                let mut good = valid_len;
+                for (end, committed) in later {
+                    if let Err(e) = doc.replay(committed) {
                         tracing::warn!(
                             "{}: stopping replay at an invalid record: {e}",
                             journal_path.display()
@@ -418,6 +428,18 @@ fn encode_record<R: Serialize>(buf: &mut Vec<u8>, record: &R) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Whether history records are revisions `k, k+1, ..., base` (k >= 1), as compaction
+/// writes them: a checksum proves a record was written whole, not that it belongs here,
+/// and the document's catch-up arithmetic relies on an unbroken history.
+fn continues_to(history: &[(Offset, Committed)], base: u64) -> bool {
+    let revisions = || history.iter().map(|(_, c)| c.revision);
+    revisions().next().is_none_or(|first| first >= 1)
+        && revisions().next_back().is_none_or(|last| last == base)
+        && revisions()
+            .zip(revisions().skip(1))
+            .all(|(a, b)| a.checked_add(1) == Some(b))
+}
+
 /// End offset of the record a change came from.
 #[derive(Clone, Copy, Debug)]
 struct Offset(u64);
@@ -603,6 +625,50 @@ mod tests {
         let (doc2, _) = storage.load("b", HistoryLimit::default()).unwrap();
         assert_eq!(doc2.text().to_string(), "abc");
         assert_eq!(doc2.revision(), 1);
+    }
+
+    #[test]
+    fn history_records_that_do_not_continue_to_the_text_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path(), 1 << 20).unwrap();
+        let (mut doc, _) = storage.load("h", HistoryLimit::default()).unwrap();
+        for seq in 1..=4 {
+            change(&mut doc, seq, 0, "x");
+        }
+        let good: Vec<Committed> = doc.history().cloned().collect();
+        let with = |revisions: &[u64]| -> Vec<Committed> {
+            revisions
+                .iter()
+                .map(|&r| Committed {
+                    revision: r,
+                    ..good[0].clone()
+                })
+                .collect()
+        };
+        let cases = [
+            (with(&[0]), 0),
+            (with(&[1, 2, 4]), 4),
+            (with(&[1, 2]), 4),
+            (good.clone(), 4),
+        ];
+        for (i, (tail, revision)) in cases.iter().enumerate() {
+            storage
+                .compact("h", doc.epoch(), &Rope::from_str("xxxx"), *revision, tail)
+                .unwrap();
+            let (mut loaded, _) = storage.load("h", HistoryLimit::default()).unwrap();
+            let held: Vec<u64> = loaded.history().map(|c| c.revision).collect();
+            if i == 3 {
+                assert_eq!(held, [1, 2, 3, 4]);
+            } else {
+                assert!(held.is_empty(), "case {i}: kept {held:?}");
+                assert!(loaded.changes_since(*revision).unwrap().next().is_none());
+            }
+            let op = TextOperation::splice(4, 0, 0, "y").unwrap();
+            assert!(matches!(
+                loaded.receive(9, author_id(9), 1, *revision, op),
+                Ok(Outcome::Applied(_))
+            ));
+        }
     }
 
     #[test]
