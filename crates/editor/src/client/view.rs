@@ -293,12 +293,7 @@ impl View {
                     });
                     self.cursor = prev_end;
                 } else {
-                    let gs = line_graphemes(text, line);
-                    let from = gs
-                        .iter()
-                        .rev()
-                        .find(|g| g.start < offset)
-                        .map_or(0, |g| g.start);
+                    let from = grapheme_before(text, line, offset);
                     edit = Some(Edit {
                         pos: line_start + from,
                         del: offset - from,
@@ -322,11 +317,7 @@ impl View {
                         });
                     }
                 } else {
-                    let gs = line_graphemes(text, line);
-                    let to = gs
-                        .iter()
-                        .find(|g| g.start + g.chars > offset)
-                        .map_or(content, |g| g.start + g.chars);
+                    let to = grapheme_after(text, line, offset, content);
                     edit = Some(Edit {
                         pos: self.cursor,
                         del: to - offset,
@@ -340,13 +331,7 @@ impl View {
                         self.cursor = text.line_to_char(line - 1) + content_len(text, line - 1);
                     }
                 } else {
-                    let gs = line_graphemes(text, line);
-                    let to = gs
-                        .iter()
-                        .rev()
-                        .find(|g| g.start < offset)
-                        .map_or(0, |g| g.start);
-                    self.cursor = line_start + to;
+                    self.cursor = line_start + grapheme_before(text, line, offset);
                 }
             }
             Action::Right => {
@@ -355,12 +340,7 @@ impl View {
                         self.cursor = text.line_to_char(line + 1);
                     }
                 } else {
-                    let gs = line_graphemes(text, line);
-                    let to = gs
-                        .iter()
-                        .find(|g| g.start + g.chars > offset)
-                        .map_or(content, |g| g.start + g.chars);
-                    self.cursor = line_start + to;
+                    self.cursor = line_start + grapheme_after(text, line, offset, content);
                 }
             }
             Action::Home => self.cursor = line_start,
@@ -448,6 +428,25 @@ impl View {
 
 /// (line, character offset within the line) of `pos`, the offset capped at the content
 /// (a position between `\r` and `\n` counts as the line's end).
+/// Where the grapheme before `offset` on `line` starts (Backspace and Left step over
+/// whole clusters).
+fn grapheme_before(text: &Rope, line: usize, offset: usize) -> usize {
+    line_graphemes(text, line)
+        .iter()
+        .rev()
+        .find(|g| g.start < offset)
+        .map_or(0, |g| g.start)
+}
+
+/// Where the grapheme at `offset` on `line` ends, or `content` (the line's length) past
+/// the last one (Delete and Right).
+fn grapheme_after(text: &Rope, line: usize, offset: usize, content: usize) -> usize {
+    line_graphemes(text, line)
+        .iter()
+        .find(|g| g.start + g.chars > offset)
+        .map_or(content, |g| g.start + g.chars)
+}
+
 fn line_offset(text: &Rope, pos: usize) -> (usize, usize) {
     let line = text.char_to_line(pos);
     let offset = (pos - text.line_to_char(line)).min(content_len(text, line));
