@@ -133,6 +133,23 @@ fn udp_replies_are_rate_limited_per_source() {
     // Another source address has its own budget.
     let other = UdpSocket::bind("[::1]:0").unwrap();
     assert!(udp_round_trip(&other, v6(port), b"me too", HANG_GUARD).is_some());
+    // The first drop is logged at once; the rest in a summary once the report interval is
+    // over, although the flood has stopped: every drop is accounted for.
+    assert!(
+        server
+            .wait_for_nth("over the per-source rate limit", 2, LOG_WAIT)
+            .is_some(),
+        "no summary of the later drops:\n{}",
+        server.stderr_text()
+    );
+    let limited: u64 = server
+        .stderr_lines()
+        .iter()
+        .flat_map(|line| line.split(", "))
+        .filter_map(|part| part.strip_suffix(" over the per-source rate limit"))
+        .map(|count| count.trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(limited, 40 - replies, "{}", server.stderr_text());
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! * replies are rate-limited per source address ([`crate::ratelimit`]), in a bounded table.
 //!
 //! Drops are counted; the first is logged at once, then a summary at most every
-//! [`REPORT_INTERVAL`], so a flood cannot flood the log too.
+//! [`REPORT_INTERVAL`], so a flood cannot flood the log too. Counts still pending when the
+//! flood stops are logged once the interval is over.
 
 use std::time::Duration;
 
@@ -42,6 +43,44 @@ struct Drops {
     send_full: u64,
 }
 
+/// Dropped datagrams not logged yet, and when the last report went out.
+#[derive(Default)]
+struct DropLog {
+    pending: Drops,
+    last_report: Option<Instant>,
+}
+
+impl DropLog {
+    /// Logs the pending counts unless a report went out less than [`REPORT_INTERVAL`] ago.
+    fn report_if_due(&mut self) {
+        if self
+            .last_report
+            .is_none_or(|t| t.elapsed() >= REPORT_INTERVAL)
+        {
+            self.report();
+        }
+    }
+
+    fn report(&mut self) {
+        std::mem::take(&mut self.pending).report();
+        self.last_report = Some(Instant::now());
+    }
+
+    /// When the pending counts are due, if there are any.
+    fn due(&self) -> Option<Instant> {
+        let last = self.last_report?;
+        (!self.pending.is_empty()).then_some(last + REPORT_INTERVAL)
+    }
+}
+
+/// Resolves at `due`; never when there is nothing due.
+async fn wait_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Datagrams handled per readiness event before yielding to other tasks.
 const BATCH: usize = 64;
 
@@ -55,8 +94,7 @@ const BATCH: usize = 64;
 pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToken) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut limiter = RateLimiter::new(config.rate, config.burst, config.max_sources);
-    let mut drops = Drops::default();
-    let mut last_report: Option<Instant> = None;
+    let mut drops = DropLog::default();
     let cancelled = token.cancelled();
     tokio::pin!(cancelled);
     loop {
@@ -65,6 +103,11 @@ pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToke
                 tracing::error!("UDP socket failed: {e}; UDP echo is off");
                 return;
             },
+            // Drops counted since the last report are logged even if no more come.
+            _ = wait_until(drops.due()) => {
+                drops.report();
+                continue;
+            }
             _ = &mut cancelled => return,
         };
         let mut drained = false;
@@ -81,13 +124,13 @@ pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToke
                 }
             };
             if from.port() < LOWEST_SOURCE_PORT {
-                drops.low_port += 1;
+                drops.pending.low_port += 1;
             } else {
                 match limiter.check(from.ip(), std::time::Instant::now()) {
                     Verdict::Allow => match socket.try_send_to(&buf[..len], from) {
                         Ok(_) => continue,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            drops.send_full += 1
+                            drops.pending.send_full += 1
                         }
                         Err(e) => {
                             tracing::debug!(
@@ -97,15 +140,11 @@ pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToke
                             continue;
                         }
                     },
-                    Verdict::Limited => drops.limited += 1,
-                    Verdict::TableFull => drops.table_full += 1,
+                    Verdict::Limited => drops.pending.limited += 1,
+                    Verdict::TableFull => drops.pending.table_full += 1,
                 }
             }
-            if last_report.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL) {
-                drops.report();
-                last_report = Some(Instant::now());
-                drops = Drops::default();
-            }
+            drops.report_if_due();
         }
         if !drained {
             // More may be waiting: let other tasks run before going on.
@@ -115,6 +154,10 @@ pub async fn serve(socket: UdpSocket, config: UdpConfig, token: CancellationToke
 }
 
 impl Drops {
+    fn is_empty(&self) -> bool {
+        self.low_port + self.limited + self.table_full + self.send_full == 0
+    }
+
     fn report(&self) {
         tracing::warn!(
             "UDP: dropped {} datagrams from source ports below {LOWEST_SOURCE_PORT}, {} over the \
