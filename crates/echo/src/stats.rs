@@ -67,22 +67,6 @@ impl RttStats {
         self.max_ns = self.max_ns.max(ns);
     }
 
-    /// Folds another set of samples into this one (bench mode: one per connection).
-    pub fn merge(&mut self, other: &RttStats) {
-        // Both histograms have the same bounds, so adding cannot fail; saturate if it did.
-        if self.histogram.add(&other.histogram).is_err() {
-            for value in other.histogram.iter_recorded() {
-                self.histogram
-                    .saturating_record_n(value.value_iterated_to(), value.count_at_value());
-            }
-        }
-        self.count += other.count;
-        self.sum_ns += other.sum_ns;
-        self.sum_sq_ns += other.sum_sq_ns;
-        self.min_ns = self.min_ns.min(other.min_ns);
-        self.max_ns = self.max_ns.max(other.max_ns);
-    }
-
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -140,24 +124,6 @@ mod tests {
         assert!((s.p50_us - 50.0).abs() <= 0.1, "{}", s.p50_us);
         assert!((s.p90_us - 90.0).abs() <= 0.1, "{}", s.p90_us);
         assert!((s.p99_us - 99.0).abs() <= 0.1, "{}", s.p99_us);
-    }
-
-    #[test]
-    fn merging_equals_recording_everything_in_one() {
-        let mut a = RttStats::new();
-        let mut b = RttStats::new();
-        let mut all = RttStats::new();
-        for us in [5u64, 7, 9, 200, 3000] {
-            a.record(Duration::from_micros(us));
-            all.record(Duration::from_micros(us));
-        }
-        for us in [1u64, 2, 40_000] {
-            b.record(Duration::from_micros(us));
-            all.record(Duration::from_micros(us));
-        }
-        a.merge(&b);
-        assert_eq!(a.count(), 8);
-        assert_eq!(a.summary(), all.summary());
     }
 
     #[test]
