@@ -62,8 +62,15 @@ impl Proc {
         let sink = stderr.clone();
         let label = name.to_owned();
         std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
+            // Bytes, not `lines()`: a line that is not UTF-8 would end `lines()`, and the pipe,
+            // no longer drained, would block the child on a later write once it filled up.
+            let mut reader = BufReader::new(pipe);
+            let mut raw = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
+                let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                let line = String::from_utf8_lossy(text).into_owned();
+                raw.clear();
                 if std::env::var_os("E2E_ECHO_STDERR").is_some() {
                     eprintln!("[{label}] {line}");
                 }
@@ -187,5 +194,23 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_is_still_captured_after_a_line_that_is_not_utf8() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            r"printf 'bad \377 byte\nlistening after it\n' >&2; exec sleep 10",
+        ]);
+        let proc = Proc::spawn("sh", cmd);
+        let line = proc.wait_for("listening after", Duration::from_secs(10));
+        assert!(line.is_some(), "captured: {:?}", proc.stderr_lines());
+        assert!(proc.stderr_text().contains("bad \u{fffd} byte"));
     }
 }
