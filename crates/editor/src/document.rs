@@ -45,6 +45,12 @@ pub enum ChangeError {
     FutureRevision { base: u64, current: u64 },
     #[error("base revision {base} is older than the history kept (oldest: {oldest}); reload the document")]
     TooOld { base: u64, oldest: u64 },
+    #[error("base revision {base} is {lag} revisions behind and the change has {components} parts: too much to transform; catch up and resend")]
+    TooFarBehind {
+        base: u64,
+        lag: u64,
+        components: usize,
+    },
     #[error("invalid change: {0}")]
     Invalid(#[from] OtError),
     #[error("the change would make the document {bytes} bytes, over the limit of {max}")]
@@ -72,6 +78,14 @@ impl Default for HistoryLimit {
 /// history still reaches back that far: transforming it would cost the document's task
 /// time proportional to the lag. (The client reconnects, catches up and resends.)
 pub const MAX_TRANSFORM_LAG: u64 = 10_000;
+
+/// Most transformation work one change may cost the sequencer: revisions of lag times the
+/// change's components (transforming is linear in both ops, and the history's own size is
+/// bounded by [`HistoryLimit`]). Without it a change of millions of components made
+/// [`MAX_TRANSFORM_LAG`] revisions ago would hold the document for minutes. Ten million is
+/// about a tenth of a second; an honest client over budget reconnects, catches up and
+/// resends on a recent base.
+pub const MAX_TRANSFORM_WORK: u64 = 10_000_000;
 
 /// Keys remembered for deduplication before the least recent are forgotten.
 const MAX_REMEMBERED_KEYS: usize = 100_000;
@@ -215,6 +229,15 @@ impl Document {
             return Err(ChangeError::TooOld {
                 base: base_revision,
                 oldest,
+            });
+        }
+        let lag = self.revision - base_revision;
+        let components = op.components().len();
+        if lag.saturating_mul(components as u64) > MAX_TRANSFORM_WORK {
+            return Err(ChangeError::TooFarBehind {
+                base: base_revision,
+                lag,
+                components,
             });
         }
         let skip = usize::try_from(base_revision - self.oldest_base()).unwrap_or(usize::MAX);
@@ -392,6 +415,45 @@ mod tests {
         ));
         let op = TextOperation::splice(1, 0, 0, "b").unwrap();
         assert!(d.receive(2, 2, 1, 1, op).is_ok());
+    }
+
+    #[test]
+    fn a_huge_change_far_behind_is_refused_before_any_transform() {
+        let len = 200_000;
+        let mut d = doc(&"x".repeat(len));
+        for i in 0..100u64 {
+            let op = TextOperation::splice(len + i as usize, 0, 0, "a").unwrap();
+            d.receive(1, 1, i + 1, i, op).unwrap();
+        }
+        // Delete every other character: 200,000 components.
+        let hostile = || {
+            let mut op = TextOperation::new();
+            for _ in 0..len / 2 {
+                op.retain(1).delete(1);
+            }
+            op
+        };
+        assert_eq!(hostile().components().len(), len);
+        assert!(matches!(
+            d.receive(2, 2, 1, 0, hostile()),
+            Err(ChangeError::TooFarBehind {
+                base: 0,
+                lag: 100,
+                components: 200_000
+            })
+        ));
+        assert_eq!(d.revision(), 100);
+        // The same kind of change on a recent base is within budget.
+        let mut at_99 = TextOperation::new();
+        for _ in 0..len / 2 {
+            at_99.retain(1).delete(1);
+        }
+        at_99.retain(99);
+        assert!(matches!(
+            d.receive(2, 2, 1, 99, at_99),
+            Ok(Outcome::Applied(_))
+        ));
+        assert_eq!(d.text().len_chars(), len / 2 + 100);
     }
 
     #[test]

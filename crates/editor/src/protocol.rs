@@ -128,7 +128,8 @@ pub enum ErrorCode {
     Malformed,
     /// The change's base revision is newer than the document's.
     FutureRevision,
-    /// The change's base revision is older than the history the server keeps.
+    /// The change's base revision is older than the history the server keeps, or too far
+    /// behind for a change that large; catch up and resend.
     TooOld,
     /// The change does not fit the document (wrong length, past the end).
     BadChange,

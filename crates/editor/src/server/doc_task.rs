@@ -273,7 +273,10 @@ impl DocState {
             Err(e) => {
                 let code = match e {
                     ChangeError::FutureRevision { .. } => ErrorCode::FutureRevision,
-                    ChangeError::TooOld { .. } => ErrorCode::TooOld,
+                    // Both: catch up and resend on a recent base.
+                    ChangeError::TooOld { .. } | ChangeError::TooFarBehind { .. } => {
+                        ErrorCode::TooOld
+                    }
                     ChangeError::Invalid(_) => ErrorCode::BadChange,
                     ChangeError::TooLarge { .. } => ErrorCode::TooLarge,
                 };
