@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use e2e::echo::{
     connect, free_port, have_tool, reset, round_trip, run_client, run_with_input, start_server,
-    udp_round_trip, vm_rss_kib, wait_until_listening, KillOnDrop, Pattern, HANG_GUARD,
+    udp_round_trip, vm_hwm_kib, vm_rss_kib, wait_until_listening, KillOnDrop, Pattern, HANG_GUARD,
     PATTERN_CHUNK,
 };
 use e2e::{bin_path, Netns, Proc};
@@ -452,6 +452,54 @@ fn bench_mode_reports_json() {
         }
         assert_eq!(json["errors"], 0, "{json}");
     }
+}
+
+#[test]
+fn bench_memory_does_not_grow_with_connections_times_size() {
+    // 20 connections x 4 MiB messages: a copy of the message and an echo buffer per
+    // connection would be 160 MiB; the loops share one payload and check echoes in pieces.
+    let (_server, port) = start_server(&["--no-udp"]);
+    let mut child = KillOnDrop(
+        Command::new(bin_path("echo-client"))
+            .args(["127.0.0.1", "--port", &port.to_string(), "--bench"])
+            .args([
+                "--connections",
+                "20",
+                "--size",
+                "4194304",
+                "--duration",
+                "1s",
+            ])
+            .args(["--timeout", "30s", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let started = std::time::Instant::now();
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+        assert!(started.elapsed() < HANG_GUARD, "bench did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(peak_kib > 0, "never saw the client's memory");
+    eprintln!("echo-client peaked at {peak_kib} KiB");
+    assert!(peak_kib < 64 * 1024, "echo-client peaked at {peak_kib} KiB");
 }
 
 #[test]

@@ -154,12 +154,20 @@ pub fn reset(stream: TcpStream) {
 
 /// Resident memory of a process in KiB (`VmRSS` in /proc/PID/status).
 pub fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    proc_status_kib(pid, "VmRSS").expect("VmRSS line")
+}
+
+/// Peak resident memory of a running process in KiB (`VmHWM`); None once it has exited.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
 }
 
 /// A TCP port that was free a moment ago (for third-party servers that need one up front).
