@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::p2p::{
-    frame, get_file, hello_frame, holders_in_log, read_frame, same_content, write_random, Cluster,
-    NsCluster, HANG_GUARD,
+    frame, get_file, get_file_once_indexed, hello_frame, holders_in_log, read_frame, same_content,
+    write_random, Cluster, NsCluster, HANG_GUARD,
 };
 
 const MIB: usize = 1 << 20;
@@ -166,7 +166,8 @@ fn a_download_killed_mid_way_resumes_without_fetching_verified_pieces_again() {
     cluster.start(1);
     cluster.wait_agreement(1, HANG_GUARD).unwrap();
     let node1 = cluster.nodes.get_mut(&1).unwrap();
-    let summary = get_file(node1, "resume me.bin", GET_GUARD);
+    // The restarted leader may not have node 2's list yet when agreement is first seen.
+    let summary = get_file_once_indexed(node1, "resume me.bin", GET_GUARD);
     let logs = cluster.logs();
     let summary = summary.unwrap_or_else(|| panic!("{logs}"));
     assert!(same_content(

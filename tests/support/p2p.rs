@@ -462,6 +462,39 @@ pub fn parse_summary(line: &str) -> Option<GetSummary> {
     })
 }
 
+/// Like [`get_file`], but types `get NAME` again while the answer is that the index does
+/// not list NAME yet: a node that just took over as leader learns the others' file lists a
+/// moment after it is elected.
+pub fn get_file_once_indexed(node: &mut Proc, name: &str, timeout: Duration) -> Option<GetSummary> {
+    let complete = format!("get {name}: complete");
+    let not_indexed = format!("get {name}: failed: {name:?} is not in the cluster index");
+    let count = |node: &Proc, needle: &str| {
+        node.stderr_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (done_before, missed_before) = (count(node, &complete), count(node, &not_indexed));
+        node.write_stdin(&format!("get {name}\n"));
+        loop {
+            if count(node, &complete) > done_before {
+                let line = node.wait_for_nth(&complete, done_before + 1, timeout)?;
+                return parse_summary(line.split("INFO ").nth(1).unwrap_or(&line));
+            }
+            if count(node, &not_indexed) > missed_before {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Types `get NAME` on `node`'s console and waits for its summary (None: it failed or
 /// hung; the log says why).
 pub fn get_file(node: &mut Proc, name: &str, timeout: Duration) -> Option<GetSummary> {
