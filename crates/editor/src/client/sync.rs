@@ -313,10 +313,11 @@ impl SyncClient {
     }
 
     fn remote(&mut self, change: RemoteChange, events: &mut Vec<Event>) -> Result<(), SyncError> {
-        let expected = self.revision.map_or(0, |r| r + 1);
-        if change.revision != expected {
+        // Checked: the revision comes from the server, and u64::MAX has no successor.
+        let expected = self.revision.map_or(Some(0), |r| r.checked_add(1));
+        if expected != Some(change.revision) {
             return Err(SyncError::OutOfOrder {
-                expected,
+                expected: expected.unwrap_or(u64::MAX),
                 got: change.revision,
             });
         }
@@ -437,6 +438,31 @@ fn compose_all(mut ops: Vec<TextOperation>) -> Result<TextOperation, OtError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_change_after_the_last_revision_is_an_error_not_an_overflow() {
+        let mut c = SyncClient::new(7);
+        c.join("d", "n");
+        c.receive(ServerMsg::Snapshot {
+            you: c.id(),
+            epoch: 1,
+            revision: u64::MAX,
+            text: "abc".into(),
+            participants: Vec::new(),
+        })
+        .unwrap();
+        let change = RemoteChange {
+            revision: 0,
+            author: 1,
+            seq: 1,
+            op: TextOperation::splice(3, 0, 0, "x").unwrap(),
+        };
+        assert!(matches!(
+            c.receive(ServerMsg::Remote(change)),
+            Err(SyncError::OutOfOrder { .. })
+        ));
+        assert_eq!(c.text().to_string(), "abc");
+    }
 
     #[test]
     fn a_long_buffer_is_composed_and_still_sends_the_right_change() {
