@@ -431,16 +431,25 @@ impl Election {
                 term: self.max_term,
             },
         });
+        self.on_higher(now, from, term, out);
+    }
+
+    /// A higher id showed us `term`, asking for an election or claiming to lead while we
+    /// are alive. A leader re-asserts above a newer term, or else tells it who leads; a
+    /// follower runs an election only when `term` is newer than its own (otherwise our
+    /// leader answers the higher id itself). A node already electing carries on.
+    fn on_higher(&mut self, now: Instant, from: NodeId, term: Term, out: &mut Vec<Action>) {
         match self.role {
             Role::Leader { .. } if term > self.term => self.become_leader(now, out),
             Role::Leader { .. } => out.push(Action::Send {
                 to: from,
                 msg: Msg::Coordinator { term: self.term },
             }),
-            // Our leader answers the asker too; only a newer term means our view is stale.
             Role::Follower { .. } if term > self.term => self.start_election(now, out),
-            Role::Follower { .. } => {}
-            Role::Electing { .. } | Role::AwaitingCoordinator { .. } | Role::Idle => {}
+            Role::Follower { .. }
+            | Role::Electing { .. }
+            | Role::AwaitingCoordinator { .. }
+            | Role::Idle => {}
         }
     }
 
@@ -481,16 +490,7 @@ impl Election {
             }
             return;
         }
-        // A higher id claims to lead while we are alive.
-        match self.role {
-            Role::Leader { .. } if term > self.term => self.become_leader(now, out),
-            Role::Leader { .. } => out.push(Action::Send {
-                to: from,
-                msg: Msg::Coordinator { term: self.term },
-            }),
-            Role::Follower { .. } if term > self.term => self.start_election(now, out),
-            _ => {}
-        }
+        self.on_higher(now, from, term, out);
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
