@@ -710,6 +710,29 @@ fn connections_beyond_the_limit_are_refused_while_existing_ones_work() {
 }
 
 #[test]
+fn a_connection_limit_above_the_open_file_limit_is_reported_at_startup() {
+    let server_bin = bin_path("echo-server");
+    let script = format!(
+        "ulimit -n 256 && exec {} --port 0 --no-udp --max-connections 1000",
+        server_bin.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let server = Proc::spawn("echo-server", cmd);
+    let line = server.wait_for("open-file limit", LOG_WAIT);
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.contains("--max-connections 1000") && l.contains("(256)")),
+        "{}",
+        server.stderr_text()
+    );
+    // The server still serves.
+    let port = server.listening_port();
+    let mut client = connect(v4(port));
+    assert_eq!(round_trip(&mut client, b"ok\n"), b"ok\n");
+}
+
+#[test]
 fn abrupt_resets_do_not_disturb_other_clients() {
     let (server, port) = start_server(&[]);
     let mut steady = connect(v6(port));

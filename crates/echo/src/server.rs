@@ -60,6 +60,7 @@ pub async fn run(config: ServerConfig, shutdown: Shutdown) -> Result<(), EchoErr
             shutdown.spawn(udp::serve(socket, udp_config, token));
         }
     }
+    warn_if_above_fd_limit(config.max_connections);
     accept_loop(listener, &config, &shutdown).await;
     shutdown.drain(DRAIN_DEADLINE).await;
     Ok(())
@@ -93,6 +94,29 @@ fn bind(config: &ServerConfig) -> Result<(Listener, Vec<tokio::net::UdpSocket>),
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Warns when `--max-connections` cannot be reached because the process may not open that
+/// many files (a common soft limit is 1024): clients beyond the file limit are not refused
+/// with a log line but wait in the kernel's backlog while every accept fails.
+fn warn_if_above_fd_limit(max_connections: usize) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    if max_connections as u64 > limit {
+        tracing::warn!(
+            "--max-connections {max_connections} is above this process's open-file limit \
+             ({limit}): beyond about that many clients accepts fail instead of refusing \
+             cleanly; raise the limit (ulimit -n) or lower --max-connections"
+        );
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (None when unknown or unlimited).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &Shutdown) {
