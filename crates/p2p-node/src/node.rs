@@ -585,9 +585,11 @@ impl Node {
                         nodes,
                         truncated,
                     };
-                    let term = self.election.max_term();
-                    if self.peers.send(peer, reply, term) {
-                        self.input_gone(peer, "it stopped reading");
+                    if !self.peers.reply(peer, reply) {
+                        tracing::debug!(
+                            "{}: index request not answered: its link has unread messages",
+                            self.peer_label(peer)
+                        );
                     }
                 }
             }

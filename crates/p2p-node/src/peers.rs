@@ -39,6 +39,10 @@ pub type LinkId = u64;
 
 /// Messages queued per link before the peer counts as stuck and the link is closed.
 pub const LINK_QUEUE: usize = 1024;
+/// Messages a peer may leave unread on its link before we stop answering its requests.
+/// A reply can be a whole cluster index (up to a frame, 4 MiB): a peer that keeps asking
+/// without reading must not make us hold [`LINK_QUEUE`] of those.
+pub const MAX_UNREAD_FOR_REPLY: usize = 8;
 /// Messages queued for a peer while it is being dialed; older ones are dropped beyond it.
 pub const DIAL_QUEUE: usize = 64;
 /// How long a dial may take, connect and handshake together.
@@ -251,6 +255,17 @@ impl Peers {
         queue.push_back(msg);
         self.dial(to, term);
         false
+    }
+
+    /// Answers a request `to` sent over its link, unless it leaves [`MAX_UNREAD_FOR_REPLY`]
+    /// or more messages unread there: then the reply is dropped (the asker times out and may
+    /// ask again) and false returned. Never dials.
+    pub fn reply(&mut self, to: NodeId, msg: Message) -> bool {
+        let Some(link) = self.links.get(&to) else {
+            return false;
+        };
+        let unread = link.tx.max_capacity() - link.tx.capacity();
+        unread < MAX_UNREAD_FOR_REPLY && link.tx.try_send(msg).is_ok()
     }
 
     /// Starts dialing `peer` unless a dial is already under way.
@@ -758,6 +773,42 @@ mod tests {
         assert!(!keep_new_link(1, 2, true, A, false, A));
         // Node 2 holds its outbound to 1 when 1's dial arrives: keep new.
         assert!(keep_new_link(2, 1, true, A, false, A));
+    }
+
+    #[test]
+    fn replies_stop_while_the_peer_leaves_its_messages_unread() {
+        let (events, _events_rx) = mpsc::channel(1);
+        let cluster = Cluster::default_cluster();
+        let library = Arc::new(Library::new(
+            "/nonexistent".into(),
+            crate::serve::ServeOptions::default(),
+        ));
+        let token = CancellationToken::new();
+        let mut peers = Peers::new(1, cluster, events, token, TaskTracker::new(), library);
+        let (tx, mut rx) = mpsc::channel(LINK_QUEUE);
+        let new = NewLink {
+            link: 7,
+            peer: 2,
+            addr: SocketAddr::new(A, 9002),
+            outbound: false,
+            tx,
+            cancel: CancellationToken::new(),
+        };
+        assert_eq!(peers.register(new, 3), Verdict::Accept { term: 3 });
+        let answer = || Message::Index {
+            leader: 1,
+            term: 3,
+            nodes: Vec::new(),
+            truncated: false,
+        };
+        for _ in 0..MAX_UNREAD_FOR_REPLY {
+            assert!(peers.reply(2, answer()));
+        }
+        assert!(!peers.reply(2, answer()), "node 2 reads nothing");
+        assert!(peers.is_linked(2), "other traffic decides when to close");
+        assert!(rx.try_recv().is_ok());
+        assert!(peers.reply(2, answer()), "it read one");
+        assert!(!peers.reply(3, answer()), "no link, no reply");
     }
 
     #[test]
