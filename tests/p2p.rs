@@ -287,6 +287,34 @@ fn an_id_outside_the_cluster_is_a_clear_error() {
 }
 
 #[test]
+fn a_heartbeat_not_shorter_than_the_failure_timeout_is_a_clear_error() {
+    let root = e2e::p2p::TempRoot::new("timing");
+    let (dir, log) = (root.0.join("Node1"), root.0.join("Peer_files.log"));
+    let args = [
+        "--id",
+        "1",
+        "--heartbeat-ms",
+        "1000",
+        "--failure-timeout-ms",
+        "500",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--index-log",
+        log.to_str().unwrap(),
+    ];
+    let mut proc = e2e::Proc::start("p2p-node", &args);
+    let status = proc.wait_exit(HANG_GUARD).expect("it refuses to start");
+    assert!(!status.success());
+    let stderr = proc.stderr_text();
+    assert!(
+        stderr.contains(
+            "--heartbeat-ms (1000 ms) must be shorter than --failure-timeout-ms (500 ms)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn console_answers_leader_peers_files_get_and_quit() {
     let mut cluster = Cluster::new("console", 2);
     cluster.start(1);

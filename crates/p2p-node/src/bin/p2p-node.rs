@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, value_name = "FILE", default_value = "Peer_files.log")]
     index_log: PathBuf,
 
-    /// Leader heartbeat interval, in milliseconds.
+    /// Leader heartbeat interval, in milliseconds; must be shorter than the failure timeout.
     #[arg(long, value_name = "MS", default_value_t = 200)]
     heartbeat_ms: u64,
 
@@ -93,6 +93,12 @@ async fn main() -> anyhow::Result<()> {
         .context("--listen")?;
     let failure_timeout = Duration::from_millis(args.failure_timeout_ms.max(1));
     let heartbeat = Duration::from_millis(args.heartbeat_ms.max(1));
+    anyhow::ensure!(
+        heartbeat < failure_timeout,
+        "--heartbeat-ms ({} ms) must be shorter than --failure-timeout-ms ({} ms): followers would presume a live leader dead between two heartbeats",
+        heartbeat.as_millis(),
+        failure_timeout.as_millis()
+    );
     let timing = Timing {
         heartbeat,
         failure_timeout,
