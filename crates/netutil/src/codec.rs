@@ -54,6 +54,12 @@ impl FrameCodec {
         self.max
     }
 
+    /// Changes the limit for frames not yet started (the handshake uses a small one).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.inner.set_max_frame_length(max_frame);
+        self.max = max_frame;
+    }
+
     fn announced_len(src: &BytesMut) -> Option<u64> {
         let header = src.get(..HEADER_LEN)?;
         Some(u64::from((&header[..]).get_u32()))

@@ -121,6 +121,11 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
             .map_err(|e| frame_error(e, peer))
     }
 
+    /// The codec, to adjust its frame limit (see the handshake).
+    pub(crate) fn codec_mut(&mut self) -> &mut FrameCodec {
+        self.framed.codec_mut()
+    }
+
     /// Splits into halves that can live in different tasks.
     pub fn split(self) -> (RecvHalf<Rx>, SendHalf<Tx>) {
         let parts = self.framed.into_parts();

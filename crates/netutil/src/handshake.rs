@@ -18,6 +18,11 @@ use crate::NetError;
 /// Marks a netutil hello frame, so a stray client of another kind is recognised as such.
 const HELLO_MAGIC: [u8; 8] = *b"NETUTIL1";
 
+/// Largest hello accepted. A real one is under 100 bytes; keeping the limit this low until
+/// the peer has proved it speaks our protocol means a stranger's 4-byte header cannot make
+/// us reserve the protocol's full frame size (megabytes) per connection.
+pub const MAX_HELLO_FRAME: usize = 1024;
+
 /// How long a peer may take to send its hello before we give up on it.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,7 +61,12 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
             version: protocol.version,
         };
         self.send_frame(encode(&ours, peer)?).await?;
-        let frame = match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.recv_frame()).await {
+        let full_limit = self.codec_mut().max_frame();
+        self.codec_mut()
+            .set_max_frame(full_limit.min(MAX_HELLO_FRAME));
+        let received = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.recv_frame()).await;
+        self.codec_mut().set_max_frame(full_limit);
+        let frame = match received {
             Err(_) => {
                 return Err(NetError::NoHandshake {
                     peer,

@@ -120,10 +120,7 @@ async fn a_hostile_protocol_name_is_escaped_and_cut_short_in_the_error() {
     let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let hello = Hello {
         magic: *b"NETUTIL1",
-        protocol: format!(
-            "evil\nNew client connected: 10.0.0.1{}",
-            "x".repeat(1 << 20)
-        ),
+        protocol: format!("evil\nNew client connected: 10.0.0.1{}", "x".repeat(900)),
         version: 1,
     };
     let payload = postcard::to_stdvec(&hello).unwrap();
@@ -137,4 +134,33 @@ async fn a_hostile_protocol_name_is_escaped_and_cut_short_in_the_error() {
     );
     assert!(!message.contains('\n'), "{message}");
     assert!(message.len() < 300, "{} bytes", message.len());
+}
+
+#[tokio::test]
+async fn an_oversized_hello_is_refused_at_the_small_hello_limit() {
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        Conn::establish(stream, &EDITOR_V1).await
+    });
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // Within the protocol's 8 MiB frame limit, far beyond any real hello.
+    raw.write_all(&(4u32 << 20).to_be_bytes()).await.unwrap();
+    match server.await.unwrap() {
+        Err(NetError::FrameTooLarge { len, max, .. }) => {
+            assert_eq!(len, 4 << 20);
+            assert_eq!(max, netutil::handshake::MAX_HELLO_FRAME);
+        }
+        other => panic!("expected FrameTooLarge, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn the_full_frame_limit_applies_again_after_the_handshake() {
+    let (server, client) = handshake_pair(EDITOR_V1, EDITOR_V1).await;
+    let (mut server, mut client) = (server.unwrap(), client.unwrap());
+    let big = "y".repeat(64 * 1024);
+    client.send(&big).await.unwrap();
+    assert_eq!(server.recv().await.unwrap(), Some(big));
 }
