@@ -13,7 +13,7 @@
 //! back, crash-safely, in three atomic steps:
 //! 1. write `.<name>.journal.new`: a header for the new text plus the most recent changes
 //!    (kept only as history, so reconnecting clients can still catch up), fsync;
-//! 2. write `.<name>.txt.<pid>.tmp`, fsync, rename over `<name>.txt`, fsync the directory;
+//! 2. write a hidden temp file (netutil::durable), fsync, rename over `<name>.txt`, fsync the directory;
 //! 3. rename the new journal over `<name>.journal`, fsync the directory.
 //!
 //! On load the header's CRC tells which journal belongs to the `.txt` present, so a crash
