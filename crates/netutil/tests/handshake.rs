@@ -30,6 +30,20 @@ async fn handshake_pair(
     (server.await.unwrap(), client)
 }
 
+/// An editor-protocol server handshaking on one accepted connection, and a raw socket to it
+/// for sending whatever a test wants the server to see first.
+async fn editor_server_and_raw_client(
+) -> (tokio::task::JoinHandle<Result<Conn, NetError>>, TcpStream) {
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        Conn::establish(stream, &EDITOR_V1).await
+    });
+    let raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    (server, raw)
+}
+
 #[tokio::test]
 async fn matching_peers_talk() {
     let (server, client) = handshake_pair(EDITOR_V1, EDITOR_V1).await;
@@ -79,13 +93,7 @@ async fn another_program_is_refused() {
 
 #[tokio::test]
 async fn a_client_without_handshake_is_refused() {
-    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
-    let port = listener.port();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        Conn::establish(stream, &EDITOR_V1).await
-    });
-    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (server, mut raw) = editor_server_and_raw_client().await;
     // Something that frames correctly but is not a hello: wrong magic.
     raw.write_all(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o'])
         .await
@@ -111,13 +119,7 @@ async fn a_hostile_protocol_name_is_escaped_and_cut_short_in_the_error() {
         protocol: String,
         version: u32,
     }
-    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
-    let port = listener.port();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        Conn::establish(stream, &EDITOR_V1).await
-    });
-    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (server, mut raw) = editor_server_and_raw_client().await;
     let hello = Hello {
         magic: *b"NETUTIL1",
         protocol: format!("evil\nNew client connected: 10.0.0.1{}", "x".repeat(900)),
@@ -138,13 +140,7 @@ async fn a_hostile_protocol_name_is_escaped_and_cut_short_in_the_error() {
 
 #[tokio::test]
 async fn an_oversized_hello_is_refused_at_the_small_hello_limit() {
-    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
-    let port = listener.port();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        Conn::establish(stream, &EDITOR_V1).await
-    });
-    let mut raw = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (server, mut raw) = editor_server_and_raw_client().await;
     // Within the protocol's 8 MiB frame limit, far beyond any real hello.
     raw.write_all(&(4u32 << 20).to_be_bytes()).await.unwrap();
     match server.await.unwrap() {
