@@ -205,3 +205,58 @@ async fn split_right_after_the_handshake_keeps_frames_that_came_with_it() {
     }
     server.abort();
 }
+
+/// Accepts one connection with a 4 MiB frame limit and returns the first `n` messages.
+async fn collect_messages(n: usize) -> (u16, tokio::task::JoinHandle<Vec<Msg>>) {
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn: Connection<Msg> = Connection::new(stream, 4 << 20);
+        let mut got = Vec::new();
+        for _ in 0..n {
+            got.push(conn.recv().await.unwrap().expect("message"));
+        }
+        got
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn large_frames_written_directly_keep_their_order_with_queued_ones() {
+    let big = Msg::Text("z".repeat(1 << 20));
+    let expected = vec![Msg::Number(1), big.clone(), Msg::Number(2), big.clone()];
+
+    let (port, task) = collect_messages(4).await;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut conn: Connection<Msg> = Connection::new(stream, 4 << 20);
+    conn.feed(&Msg::Number(1)).await.unwrap();
+    conn.send(&big).await.unwrap();
+    conn.feed(&Msg::Number(2)).await.unwrap();
+    conn.send(&big).await.unwrap();
+    assert_eq!(task.await.unwrap(), expected);
+
+    let (port, task) = collect_messages(4).await;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (_rx, mut tx) = Connection::<Msg>::new(stream, 4 << 20).split();
+    tx.feed(&Msg::Number(1)).await.unwrap();
+    tx.send(&big).await.unwrap();
+    tx.feed(&Msg::Number(2)).await.unwrap();
+    tx.send(&big).await.unwrap();
+    assert_eq!(task.await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn a_large_frame_over_the_limit_is_refused_before_anything_is_written() {
+    let (port, _task) = collect_messages(1).await;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut conn: Connection<Msg> = Connection::new(stream, 100 * 1024);
+    let err = conn
+        .send(&Msg::Text("z".repeat(200 * 1024)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NetError::FrameTooLarge { max: 102400, .. }),
+        "{err}"
+    );
+}
