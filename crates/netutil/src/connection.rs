@@ -144,7 +144,10 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
         // replayed ahead of the socket, so the receiving half decodes them at once instead of
         // waiting for more bytes (a FramedRead given a pre-filled buffer would not look at it
         // until the socket is readable again).
-        let read_side = AsyncReadExt::chain(Cursor::new(parts.read_buf), read);
+        // Copied to a buffer of exactly their size: the cursor lives as long as the half does,
+        // and the framed read buffer's capacity may be far larger than what is left in it.
+        let leftover = BytesMut::from(&parts.read_buf[..]);
+        let read_side = AsyncReadExt::chain(Cursor::new(leftover), read);
         let framed_read = FramedRead::new(read_side, codec.clone());
         let mut framed_write = FramedWrite::new(write, codec);
         *framed_write.write_buffer_mut() = parts.write_buf;
