@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain};
@@ -106,20 +106,8 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
 
     /// Sends a frame produced by [`encode`] (encode once, send to many peers).
     pub async fn send_frame(&mut self, frame: Bytes) -> Result<(), NetError> {
-        let peer = self.peer;
-        if frame.len() < DIRECT_WRITE_MIN {
-            return self
-                .framed
-                .send(frame)
-                .await
-                .map_err(|e| frame_error(e, peer));
-        }
-        // Frames queued before this one go first.
-        SinkExt::<Bytes>::flush(&mut self.framed)
-            .await
-            .map_err(|e| frame_error(e, peer))?;
         let max = self.framed.codec().max_frame();
-        write_frame_direct(self.framed.get_mut(), frame, max, peer).await
+        send_frame_on(&mut self.framed, frame, self.peer, max, Framed::get_mut).await
     }
 
     /// Flushes messages queued by [`feed`](Self::feed).
@@ -207,20 +195,15 @@ impl<Tx: Serialize> SendHalf<Tx> {
 
     /// Sends a pre-encoded frame.
     pub async fn send_frame(&mut self, frame: Bytes) -> Result<(), NetError> {
-        let peer = self.peer;
-        if frame.len() < DIRECT_WRITE_MIN {
-            return self
-                .framed
-                .send(frame)
-                .await
-                .map_err(|e| frame_error(e, peer));
-        }
-        // Frames queued before this one go first.
-        SinkExt::<Bytes>::flush(&mut self.framed)
-            .await
-            .map_err(|e| frame_error(e, peer))?;
         let max = self.framed.encoder().max_frame();
-        write_frame_direct(self.framed.get_mut(), frame, max, peer).await
+        send_frame_on(
+            &mut self.framed,
+            frame,
+            self.peer,
+            max,
+            FramedWrite::get_mut,
+        )
+        .await
     }
 
     pub async fn flush(&mut self) -> Result<(), NetError> {
@@ -233,6 +216,29 @@ impl<Tx: Serialize> SendHalf<Tx> {
 
 /// Frames at least this large skip the write buffer (see [`write_frame_direct`]).
 const DIRECT_WRITE_MIN: usize = 64 * 1024;
+
+/// The send path shared by [`Connection`] and [`SendHalf`]: small frames go through the
+/// framed write buffer; large ones, after what is queued, straight to the socket.
+async fn send_frame_on<S, W>(
+    sink: &mut S,
+    frame: Bytes,
+    peer: SocketAddr,
+    max_frame: usize,
+    writer: fn(&mut S) -> &mut W,
+) -> Result<(), NetError>
+where
+    S: Sink<Bytes, Error = FrameError> + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if frame.len() < DIRECT_WRITE_MIN {
+        return sink.send(frame).await.map_err(|e| frame_error(e, peer));
+    }
+    // Frames queued before this one go first.
+    SinkExt::<Bytes>::flush(sink)
+        .await
+        .map_err(|e| frame_error(e, peer))?;
+    write_frame_direct(writer(sink), frame, max_frame, peer).await
+}
 
 /// Writes the 4-byte header and the payload straight to the socket with one vectored write,
 /// instead of copying the payload into the framed write buffer first: for bulk data (the
