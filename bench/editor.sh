@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
 LAT_RUNS=${LAT_RUNS:-3}
-TRACE=${TRACE:-../shared/traces/automerge-paper.json.gz}
+TRACE=${TRACE:-bench/traces/automerge-paper.json.gz}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d)
 PIDS=()

@@ -35,10 +35,10 @@ impl Drop for TempDir {
     }
 }
 
-/// `../shared/traces` beside the project root.
+/// The editing traces committed under `bench/traces/`.
 fn trace(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/traces")
+        .join("../bench/traces")
         .join(name)
 }
 
