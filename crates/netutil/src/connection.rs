@@ -1,8 +1,11 @@
-//! [`Connection`]: one TCP stream carrying typed messages.
+//! [`Connection`]: one byte stream carrying typed messages.
 //!
 //! A connection owns the framed stream (see [`codec`](crate::codec)) and turns frames into
 //! messages with postcard. `Rx` is what the peer sends us, `Tx` what we send it; the two differ
 //! for client/server protocols and coincide for peer-to-peer ones. Every error names the peer.
+//!
+//! The stream `S` is a TCP stream by default, or anything else that implements
+//! [`Transport`](crate::transport::Transport): a TLS stream, an encrypted channel.
 //!
 //! `recv` is cancel-safe (a partly received frame stays buffered), so a session can
 //! `tokio::select!` between `recv` and its outgoing queue, as mini-redis does.
@@ -16,51 +19,57 @@ use futures_util::{Sink, SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
 use crate::codec::{FrameCodec, FrameError};
 use crate::listen::display_addr;
+use crate::transport::Transport;
 use crate::NetError;
 
-/// A framed, typed, bidirectional connection to one peer.
-pub struct Connection<Rx, Tx = Rx> {
-    framed: Framed<TcpStream, FrameCodec>,
+/// A framed, typed, bidirectional connection to one peer over the stream `S`.
+pub struct Connection<Rx, Tx = Rx, S = TcpStream> {
+    framed: Framed<S, FrameCodec>,
     peer: SocketAddr,
     _types: PhantomData<fn(Tx) -> Rx>,
 }
 
-/// Bytes already read off the socket before a split, then the socket itself.
-type ReadSide = Chain<Cursor<BytesMut>, OwnedReadHalf>;
+/// Bytes already read off the stream before a split, then the stream's read half.
+type ReadSide<S> = Chain<Cursor<BytesMut>, <S as Transport>::ReadHalf>;
 
 /// The receiving half of a split [`Connection`].
-pub struct RecvHalf<Rx> {
-    framed: FramedRead<ReadSide, FrameCodec>,
+pub struct RecvHalf<Rx, S: Transport = TcpStream> {
+    framed: FramedRead<ReadSide<S>, FrameCodec>,
     peer: SocketAddr,
     _types: PhantomData<fn() -> Rx>,
 }
 
 /// The sending half of a split [`Connection`].
-pub struct SendHalf<Tx> {
-    framed: FramedWrite<OwnedWriteHalf, FrameCodec>,
+pub struct SendHalf<Tx, S: Transport = TcpStream> {
+    framed: FramedWrite<S::WriteHalf, FrameCodec>,
     peer: SocketAddr,
     _types: PhantomData<fn(Tx)>,
 }
 
-impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
-    /// Wraps a connected stream. Sets TCP_NODELAY: our messages are small and latency matters.
+impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
+    /// Wraps a connected stream, naming the peer by the address the stream reports
+    /// (`0.0.0.0:0` if it reports none; see [`with_peer`](Self::with_peer)). Tunes the
+    /// stream for latency (TCP_NODELAY: our messages are small).
     /// No handshake is done here; see [`Connection::establish`].
-    pub fn new(stream: TcpStream, max_frame: usize) -> Self {
+    pub fn new(stream: S, max_frame: usize) -> Self {
         let peer = stream
             .peer_addr()
-            .map(display_addr)
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        // Failing to set NODELAY only costs latency; the connection still works.
-        let _ = stream.set_nodelay(true);
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self::with_peer(stream, peer, max_frame)
+    }
+
+    /// Wraps a connected stream whose peer address is known to the caller (a TLS stream
+    /// over a socket the caller accepted, a stream that cannot tell its peer).
+    pub fn with_peer(stream: S, peer: SocketAddr, max_frame: usize) -> Self {
+        stream.tune_for_latency();
         Connection {
             framed: Framed::new(stream, FrameCodec::new(max_frame)),
-            peer,
+            peer: display_addr(peer),
             _types: PhantomData,
         }
     }
@@ -123,11 +132,12 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
         self.framed.codec_mut()
     }
 
-    /// Splits into halves that can live in different tasks.
-    pub fn split(self) -> (RecvHalf<Rx>, SendHalf<Tx>) {
+    /// Splits into halves that can live in different tasks. A TCP stream splits into its
+    /// owned halves at no cost; other streams as their [`Transport`] says.
+    pub fn split(self) -> (RecvHalf<Rx, S>, SendHalf<Tx, S>) {
         let parts = self.framed.into_parts();
         let codec = parts.codec;
-        let (read, write) = parts.io.into_split();
+        let (read, write) = parts.io.into_halves();
         // Frames that arrived with the handshake may already sit in the read buffer. They are
         // replayed ahead of the socket, so the receiving half decodes them at once instead of
         // waiting for more bytes (a FramedRead given a pre-filled buffer would not look at it
@@ -154,12 +164,17 @@ impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
     }
 
     /// The underlying stream, for shutting it down or reading socket options.
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &S {
         self.framed.get_ref()
+    }
+
+    /// The underlying stream, mutably (to read what a TLS session negotiated, say).
+    pub fn stream_mut(&mut self) -> &mut S {
+        self.framed.get_mut()
     }
 }
 
-impl<Rx: DeserializeOwned> RecvHalf<Rx> {
+impl<Rx: DeserializeOwned, S: Transport> RecvHalf<Rx, S> {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
@@ -172,7 +187,7 @@ impl<Rx: DeserializeOwned> RecvHalf<Rx> {
     }
 }
 
-impl<Tx: Serialize> SendHalf<Tx> {
+impl<Tx: Serialize, S: Transport> SendHalf<Tx, S> {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }

@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
-
 use crate::connection::{encode, Connection};
 use crate::error::HandshakeMismatch;
+use crate::transport::Transport;
 use crate::NetError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Marks a netutil hello frame, so a stray client of another kind is recognised as such.
 const HELLO_MAGIC: [u8; 8] = *b"NETUTIL1";
@@ -44,9 +43,9 @@ struct Hello {
     version: u32,
 }
 
-impl<Rx: DeserializeOwned, Tx: Serialize> Connection<Rx, Tx> {
+impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
     /// Wraps `stream` and exchanges hellos; fails unless the peer speaks exactly `protocol`.
-    pub async fn establish(stream: TcpStream, protocol: &Protocol) -> Result<Self, NetError> {
+    pub async fn establish(stream: S, protocol: &Protocol) -> Result<Self, NetError> {
         let mut conn = Connection::new(stream, protocol.max_frame);
         conn.handshake(protocol).await?;
         Ok(conn)

@@ -3,7 +3,9 @@
 //! Each module holds one concept, so a program picks what it needs:
 //!
 //! * [`codec`]: length-delimited frames with a size limit checked before any allocation.
-//! * [`connection`]: [`Connection`], a TCP stream carrying typed (postcard) messages.
+//! * [`connection`]: [`Connection`], a byte stream carrying typed (postcard) messages.
+//! * [`transport`]: [`Transport`], what a stream needs to carry a [`Connection`]: TCP, TLS,
+//!   an encrypted channel.
 //! * [`handshake`]: the first frame on every connection names the protocol and version.
 //! * [`listen`]: dual-stack (IPv4 + IPv6 on one port) listeners and peer-address display.
 //! * [`connect`]: resolve a host name and race its addresses, Happy Eyeballs style.
@@ -21,6 +23,7 @@ pub mod handshake;
 pub mod listen;
 pub mod logging;
 pub mod shutdown;
+pub mod transport;
 
 pub use codec::{FrameCodec, DEFAULT_MAX_FRAME};
 pub use connect::{connect, connect_addrs, resolve, ConnectOptions, Family};
@@ -30,3 +33,4 @@ pub use handshake::Protocol;
 pub use listen::{bind_tcp, bind_udp, display_addr, family_name, parse_bind_addr, Listener};
 pub use logging::init_logging;
 pub use shutdown::{shutdown_signal, Shutdown};
+pub use transport::{Generic, Transport};

@@ -260,3 +260,57 @@ async fn a_large_frame_over_the_limit_is_refused_before_anything_is_written() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_over_a_generic_stream_splits_keeps_buffered_frames_and_names_its_peer() {
+    use netutil::{Generic, Protocol, DEFAULT_MAX_FRAME};
+    const PROTO: Protocol = Protocol {
+        name: "generic-test",
+        version: 1,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
+    let port = listener.port();
+    let server = tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.unwrap();
+        let mut conn: Connection<Msg, Msg, Generic<TcpStream>> =
+            Connection::with_peer(Generic(stream), peer, DEFAULT_MAX_FRAME);
+        assert_eq!(conn.peer(), peer);
+        conn.handshake(&PROTO).await.unwrap();
+        conn.feed(&Msg::Number(1)).await.unwrap();
+        conn.feed(&Msg::Number(2)).await.unwrap();
+        conn.flush().await.unwrap();
+        // Echo one message through the split halves, each in its own task.
+        let (mut rx, mut tx) = conn.split();
+        let got = rx.recv().await.unwrap().unwrap();
+        tokio::spawn(async move { tx.send(&got).await.unwrap() })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // A stream that cannot tell its peer: the connection names the unspecified address.
+    let conn: Connection<Msg, Msg, Generic<TcpStream>> =
+        Connection::establish(Generic(stream), &PROTO)
+            .await
+            .unwrap();
+    assert_eq!(conn.peer().port(), 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut rx, mut tx) = conn.split();
+    for n in 1..=2 {
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("buffered frame decoded without more bytes")
+            .unwrap();
+        assert_eq!(got, Some(Msg::Number(n)));
+    }
+    tx.send(&Msg::Text("over a generic stream".into()))
+        .await
+        .unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Some(Msg::Text("over a generic stream".into())));
+    server.abort();
+}
