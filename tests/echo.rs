@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use e2e::echo::{
-    connect, free_port, have_tool, reset, round_trip, run_client, run_with_input, start_server,
+    connect, free_port, reset, round_trip, run_client, run_with_input, start_server,
     udp_round_trip, vm_hwm_kib, vm_rss_kib, wait_until_listening, KillOnDrop, Pattern, HANG_GUARD,
     PATTERN_CHUNK,
 };
@@ -88,11 +88,9 @@ fn udp_datagrams_come_back_unchanged_over_both_families() {
 }
 
 #[test]
+#[cfg_attr(not(e2e_root), ignore = "needs root: binding a source port below 1024")]
 fn udp_from_privileged_source_ports_is_dropped() {
-    if !e2e::is_root() {
-        eprintln!("skipped: binding a source port below 1024 needs root");
-        return;
-    }
+    e2e::require_root("binding a source port below 1024");
     let (server, port) = start_server(&[]);
     let low = (600..1024)
         .find_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
@@ -204,11 +202,10 @@ fn pipe_mode_carries_a_1_mib_line_and_non_utf8_bytes_exactly() {
 }
 
 #[test]
+#[cfg_attr(not(e2e_script), ignore = "needs script (bsdutils)")]
 fn interactive_mode_prompts_and_shows_each_echo_with_its_rtt() {
     // `script` runs the client on a pseudo-terminal, so stdin is a terminal.
-    if !have_tool("script", "util-linux (bsdutils)") {
-        return;
-    }
+    e2e::require_tool("script", "bsdutils");
     let (_server, port) = start_server(&[]);
     let client = format!(
         "{} 127.0.0.1 --port {port}",
@@ -503,48 +500,55 @@ fn bench_memory_does_not_grow_with_connections_times_size() {
 }
 
 #[test]
-fn socat_and_netcat_are_clients_of_our_server() {
+#[cfg_attr(not(e2e_socat), ignore = "needs socat")]
+fn socat_is_a_client_of_our_server_over_tcp_v4_v6_and_udp() {
+    e2e::require_tool("socat", "socat");
     let (server, port) = start_server(&[]);
-    if have_tool("socat", "socat") {
-        for address in [
-            format!("TCP:127.0.0.1:{port}"),
-            format!("TCP6:[::1]:{port}"),
-        ] {
-            let mut cmd = Command::new("socat");
-            cmd.args(["-t", "5", "-", &address]);
-            let out = run_with_input(cmd, b"hello socat\n\xff\n", HANG_GUARD);
-            assert!(out.status.success(), "{address}: {}", stderr_of(&out));
-            assert_eq!(out.stdout, b"hello socat\n\xff\n", "{address}");
-        }
+    for address in [
+        format!("TCP:127.0.0.1:{port}"),
+        format!("TCP6:[::1]:{port}"),
+    ] {
         let mut cmd = Command::new("socat");
-        cmd.args(["-t", "2", "-", &format!("UDP:127.0.0.1:{port}")]);
-        let out = run_with_input(cmd, b"socat datagram\n", HANG_GUARD);
-        assert_eq!(out.stdout, b"socat datagram\n");
+        cmd.args(["-t", "5", "-", &address]);
+        let out = run_with_input(cmd, b"hello socat\n\xff\n", HANG_GUARD);
+        assert!(out.status.success(), "{address}: {}", stderr_of(&out));
+        assert_eq!(out.stdout, b"hello socat\n\xff\n", "{address}");
     }
-    if have_tool("nc", "netcat-openbsd") {
-        for (family, host) in [("-6", "::1"), ("-4", "127.0.0.1")] {
-            let mut cmd = Command::new("nc");
-            // -N: shut down the socket after end of input, so nc sees our close and exits.
-            cmd.args([family, "-N", host, &port.to_string()]);
-            let out = run_with_input(cmd, b"hello nc\n", HANG_GUARD);
-            assert!(out.status.success(), "nc {family}: {}", stderr_of(&out));
-            assert_eq!(out.stdout, b"hello nc\n", "nc {family}");
-        }
-        let mut cmd = Command::new("nc");
-        cmd.args(["-u", "-w", "1", "127.0.0.1", &port.to_string()]);
-        let out = run_with_input(cmd, b"nc datagram\n", HANG_GUARD);
-        assert_eq!(out.stdout, b"nc datagram\n");
-    }
+    let mut cmd = Command::new("socat");
+    cmd.args(["-t", "2", "-", &format!("UDP:127.0.0.1:{port}")]);
+    let out = run_with_input(cmd, b"socat datagram\n", HANG_GUARD);
+    assert_eq!(out.stdout, b"socat datagram\n");
     assert!(server
         .wait_for("New client connected: ::1 port", LOG_WAIT)
         .is_some());
 }
 
 #[test]
-fn our_client_works_against_socat_as_the_echo_server() {
-    if !have_tool("socat", "socat") {
-        return;
+#[cfg_attr(not(e2e_nc), ignore = "needs nc (netcat-openbsd)")]
+fn netcat_is_a_client_of_our_server_over_tcp_v4_v6_and_udp() {
+    e2e::require_tool("nc", "netcat-openbsd");
+    let (server, port) = start_server(&[]);
+    for (family, host) in [("-6", "::1"), ("-4", "127.0.0.1")] {
+        let mut cmd = Command::new("nc");
+        // -N: shut down the socket after end of input, so nc sees our close and exits.
+        cmd.args([family, "-N", host, &port.to_string()]);
+        let out = run_with_input(cmd, b"hello nc\n", HANG_GUARD);
+        assert!(out.status.success(), "nc {family}: {}", stderr_of(&out));
+        assert_eq!(out.stdout, b"hello nc\n", "nc {family}");
     }
+    let mut cmd = Command::new("nc");
+    cmd.args(["-u", "-w", "1", "127.0.0.1", &port.to_string()]);
+    let out = run_with_input(cmd, b"nc datagram\n", HANG_GUARD);
+    assert_eq!(out.stdout, b"nc datagram\n");
+    assert!(server
+        .wait_for("New client connected: ::1 port", LOG_WAIT)
+        .is_some());
+}
+
+#[test]
+#[cfg_attr(not(e2e_socat), ignore = "needs socat")]
+fn our_client_works_against_socat_as_the_echo_server() {
+    e2e::require_tool("socat", "socat");
     let port = free_port();
     let socat = Command::new("socat")
         .args([&format!("TCP6-LISTEN:{port},fork,reuseaddr"), "EXEC:cat"])
@@ -785,16 +789,11 @@ fn sigterm_closes_connections_and_exits_cleanly() {
 }
 
 #[test]
+#[cfg_attr(not(e2e_netns), ignore = "needs root: network namespaces")]
 fn v4_only_and_v6_only_hosts_are_reached_by_name_in_namespaces() {
-    let Some(client_ns) = Netns::try_new("ecli") else {
-        return;
-    };
-    let Some(host6) = Netns::try_new("e6") else {
-        return;
-    };
-    let Some(host4) = Netns::try_new("e4") else {
-        return;
-    };
+    let client_ns = Netns::new("ecli");
+    let host6 = Netns::new("e6");
+    let host4 = Netns::new("e4");
     // A dual-stack client host linked to an IPv6-only host and to an IPv4-only host.
     client_ns.ip(&[
         "link",

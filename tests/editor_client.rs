@@ -276,11 +276,9 @@ impl Drop for Tmux {
 /// bob's edits appear without moving the local cursor's logical position, bob's cursor and
 /// name are shown, Backspace and Enter work, the window can be resized, Ctrl-Q quits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(e2e_tmux), ignore = "needs tmux")]
 async fn full_screen_client_in_tmux() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED full_screen_client_in_tmux: tmux is not installed");
-        return;
-    }
+    e2e::require_tool("tmux", "tmux");
     let dir = TempDir::new();
     let (mut server, port) = start_server(dir.path(), &[]);
     let mut bob = Client::join(port, "tui", "bob").await;

@@ -329,14 +329,10 @@ fn limit_uplink(ns: &e2e::netns::Netns, rate: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(e2e_tc), ignore = "needs root: network namespaces and tc")]
 fn three_rate_limited_holders_in_namespaces_beat_one_by_more_than_half() {
-    if std::process::Command::new("tc").arg("-V").output().is_err() {
-        println!("skipped: tc (iproute2) is not installed");
-        return;
-    }
-    let Some(mut ns) = NsCluster::try_new("swtbf", 4) else {
-        return;
-    };
+    e2e::require_tool("tc", "iproute2");
+    let mut ns = NsCluster::new("swtbf", 4);
     let size = 24 * MIB;
     let solo = ns.root.0.join("Node2").join("solo.bin");
     write_random(&solo, size, 6);

@@ -82,19 +82,6 @@ pub fn run_with_input(mut cmd: Command, input: &[u8], timeout: Duration) -> Outp
     }
 }
 
-/// True when `program` is on the PATH; prints why the caller skips otherwise.
-pub fn have_tool(program: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        eprintln!("skipped: {program} is not installed (apt-get install {package})");
-    }
-    found
-}
-
 /// A TCP connection to the server with hang guards on both directions.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream =

@@ -9,6 +9,8 @@ pub mod editor;
 pub mod netns;
 pub mod p2p;
 pub mod process;
+pub mod require;
 
-pub use netns::{is_root, Netns};
+pub use netns::Netns;
 pub use process::{bin_path, Proc};
+pub use require::{is_root, on_path, require_root, require_tool};

@@ -2,20 +2,17 @@
 //!
 //! Each [`Netns`] has a name unique to this process and test, so tests in parallel never
 //! share one, and it is deleted (with its `/etc/netns/NAME` directory) when dropped.
-//! Creating one needs root; tests call [`Netns::try_new`] and skip with a printed reason
-//! when it returns `None`.
+//! Creating one needs root and `ip` (iproute2): a test that makes one is marked
+//! `#[cfg_attr(not(e2e_netns), ignore = "needs root: network namespaces")]`, and
+//! [`Netns::new`] fails it with the reason when it runs without them (see `require.rs`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+use crate::require::{require_root, require_tool};
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace that exists for as long as this value does.
 pub struct Netns {
@@ -23,33 +20,25 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates a namespace named `e2e-<tag>-<pid>-<n>` with loopback up; None (after printing
-    /// why) when that is not possible here.
-    pub fn try_new(tag: &str) -> Option<Netns> {
-        if !is_root() {
-            eprintln!("skipped: network namespaces need root");
-            return None;
-        }
+    /// Creates a namespace named `e2e-<tag>-<pid>-<n>` with loopback up; panics with the
+    /// reason when that is not possible here.
+    pub fn new(tag: &str) -> Netns {
+        require_root("network namespaces");
+        require_tool("ip", "iproute2");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("e2e-{tag}-{}-{n}", std::process::id());
-        let created = Command::new("ip").args(["netns", "add", &name]).output();
-        match created {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                eprintln!(
-                    "skipped: ip netns add failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                return None;
-            }
-            Err(e) => {
-                eprintln!("skipped: cannot run ip (iproute2): {e}");
-                return None;
-            }
-        }
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ip (iproute2): {e}"));
+        assert!(
+            out.status.success(),
+            "ip netns add {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
-        Some(ns)
+        ns
     }
 
     /// Runs `ip ARGS` inside the namespace and panics on failure.

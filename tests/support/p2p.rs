@@ -301,14 +301,14 @@ pub struct NsCluster {
 }
 
 impl NsCluster {
-    /// None (after printing why) when namespaces cannot be made here.
-    pub fn try_new(tag: &str, n: u32) -> Option<NsCluster> {
-        let hub = Netns::try_new(&format!("{tag}-hub"))?;
+    /// Panics with the reason when namespaces cannot be made here.
+    pub fn new(tag: &str, n: u32) -> NsCluster {
+        let hub = Netns::new(&format!("{tag}-hub"));
         hub.ip(&["link", "add", "br0", "type", "bridge", "forward_delay", "0"]);
         hub.ip(&["link", "set", "br0", "up"]);
         let mut hosts = BTreeMap::new();
         for id in 1..=n {
-            let ns = Netns::try_new(&format!("{tag}-{id}"))?;
+            let ns = Netns::new(&format!("{tag}-{id}"));
             let side = format!("hv{id}");
             hub.ip(&[
                 "link", "add", &side, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
@@ -321,13 +321,13 @@ impl NsCluster {
         }
         let root = TempRoot::new(tag);
         seed_dirs(&root.0, n);
-        Some(NsCluster {
+        NsCluster {
             nodes: BTreeMap::new(),
             hosts,
             hub,
             root,
             n,
-        })
+        }
     }
 
     pub fn log_path(&self, id: u32) -> PathBuf {
