@@ -171,7 +171,8 @@ pub fn validate_document_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a display name: 1 to 64 characters, no control characters.
+/// Checks a display name: 1 to 64 characters, none that would disguise it or forge a line
+/// on another screen (control characters, bidirectional overrides, line separators).
 pub fn validate_display_name(name: &str) -> Result<(), String> {
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
@@ -179,8 +180,10 @@ pub fn validate_display_name(name: &str) -> Result<(), String> {
             "invalid display name: must be 1 to {MAX_NAME_CHARS} characters"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("invalid display name: control characters are not allowed".into());
+    if let Some(bad) = netutil::names::forbidden_char(name) {
+        return Err(format!(
+            "invalid display name: {bad:?} is not allowed (control and text-direction characters are refused)"
+        ));
     }
     Ok(())
 }
@@ -232,6 +235,8 @@ mod tests {
         assert!(validate_display_name("alice").is_ok());
         assert!(validate_display_name("").is_err());
         assert!(validate_display_name("a\nb").is_err());
+        assert!(validate_display_name("bob\u{202e}evil").is_err());
+        assert!(validate_display_name("a\u{2028}b").is_err());
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! * [`shutdown`]: Ctrl-C / SIGTERM handling with a cancellation token and task tracker.
 //! * [`logging`]: one call to send `tracing` output to stderr, filtered by `RUST_LOG`.
 //! * [`durable`]: atomic, durable file replacement (temp file, fsync, rename, fsync dir).
+//! * [`cli`]: how a binary reports a failure: one line on stderr, exit status 1.
+//! * [`names`]: the characters no name shown to other users may contain (bidi overrides).
 //! * [`error`]: the typed error every fallible function here returns.
 
+pub mod cli;
 pub mod codec;
 pub mod connect;
 pub mod connection;
@@ -22,6 +25,7 @@ pub mod error;
 pub mod handshake;
 pub mod listen;
 pub mod logging;
+pub mod names;
 pub mod shutdown;
 pub mod transport;
 

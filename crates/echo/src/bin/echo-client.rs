@@ -74,13 +74,7 @@ const MAX_TCP_MESSAGE: usize = 16 * 1024 * 1024;
 async fn main() -> ExitCode {
     let args = Args::parse();
     netutil::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo-client: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    netutil::cli::exit_code("echo-client", run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

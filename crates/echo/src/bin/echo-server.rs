@@ -54,13 +54,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     netutil::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo-server: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    netutil::cli::exit_code("echo-server", run(args).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -32,7 +32,8 @@ struct Args {
     /// fresh random name with --replay.
     #[arg(long = "doc")]
     document: Option<String>,
-    /// Name shown to other participants (default: your login name).
+    /// Name shown to other participants (default: your login name: $USER, $LOGNAME, or the
+    /// system's name for your user id).
     #[arg(long)]
     name: Option<String>,
     /// Print the document and exit.
@@ -66,7 +67,7 @@ async fn main() -> std::process::ExitCode {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("editor-client: {e:#}");
+            netutil::cli::report("editor-client", e.as_ref());
             std::process::ExitCode::FAILURE
         }
     }
@@ -80,6 +81,9 @@ async fn run() -> anyhow::Result<bool> {
         .or_else(|| std::env::var("USER").ok().filter(|n| !n.is_empty()))
         .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|n| !n.is_empty())
+        // No $USER in the environment (cron, `env -i`, some containers): ask the system
+        // for the name of the uid we run as.
+        .or_else(|| whoami::username().ok().filter(|n| !n.is_empty()))
         .unwrap_or_else(|| "anonymous".to_owned());
     let family = match (args.ipv4, args.ipv6) {
         (true, _) => Family::V4,

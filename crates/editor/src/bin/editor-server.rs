@@ -44,9 +44,13 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     netutil::init_logging();
+    netutil::cli::exit_code("editor-server", run(args).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let binds = args
         .binds
         .iter()

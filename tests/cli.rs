@@ -1,0 +1,118 @@
+//! What a user sees in the first minute with each program: a mistake (a taken port, a
+//! server that is not running) is one line on stderr, `PROGRAM: what failed: why`, and exit
+//! status 1, without anyhow's `Caused by:` list and without a backtrace, even when
+//! `RUST_BACKTRACE=1` is set in the environment.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::bin_path;
+use e2e::echo::run_with_input;
+
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Runs a binary with `RUST_BACKTRACE=1` and no stdin.
+fn run(program: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin_path(program));
+    cmd.args(args).env("RUST_BACKTRACE", "1");
+    run_with_input(cmd, b"", HANG_GUARD)
+}
+
+/// Asserts the run failed with status 1 and exactly one `program: ...` line that contains
+/// every `wanted` piece, with no chain, backtrace or OS error number anywhere on stderr.
+fn assert_one_line_error(program: &str, output: &Output, wanted: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{program}: {stderr}");
+    let prefix = format!("{program}: ");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    for piece in wanted {
+        assert!(
+            errors[0].contains(piece),
+            "{piece:?} missing from:\n{stderr}"
+        );
+    }
+    for noise in ["Caused by", "backtrace", "os error", "Error: "] {
+        assert!(!stderr.contains(noise), "{noise:?} on stderr:\n{stderr}");
+    }
+    errors[0].to_owned()
+}
+
+/// A port something listens on (both families), held for the test's duration.
+fn taken_port() -> (TcpListener, String) {
+    let listener = TcpListener::bind("[::]:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    (listener, port)
+}
+
+/// A port nothing listens on (a moment ago).
+fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port().to_string()
+}
+
+#[test]
+fn servers_on_a_taken_port_say_so_in_one_line_with_a_hint() {
+    let (_held, port) = taken_port();
+    let data = tempfile_dir("taken");
+    let output = run("echo-server", &["--port", &port]);
+    let line = assert_one_line_error("echo-server", &output, &["in use", "--port"]);
+    assert_eq!(
+        line.matches("Address already in use").count(),
+        1,
+        "the OS error once: {line}"
+    );
+    let output = run(
+        "editor-server",
+        &["--port", &port, "--data-dir", data.to_str().expect("utf-8")],
+    );
+    assert_one_line_error("editor-server", &output, &["in use", "--port"]);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn clients_facing_no_server_say_so_in_one_line_with_a_hint() {
+    let port = closed_port();
+    let output = run("echo-client", &["127.0.0.1", "--port", &port]);
+    assert_one_line_error(
+        "echo-client",
+        &output,
+        &["Connection refused", "server running"],
+    );
+    let output = run("editor-client", &["127.0.0.1", "--port", &port, "--print"]);
+    assert_one_line_error(
+        "editor-client",
+        &output,
+        &["Connection refused", "server running"],
+    );
+}
+
+fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("e2e-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn editor_client_without_user_in_the_environment_uses_the_system_login_name() {
+    let login = Command::new("id").arg("-un").output().expect("id -un");
+    let login = String::from_utf8_lossy(&login.stdout).trim().to_owned();
+    assert!(!login.is_empty(), "id -un printed nothing");
+    let data = tempfile_dir("login");
+    let (server, port) = e2e::editor::start_server(&data, &[]);
+    let mut cmd = Command::new(bin_path("editor-client"));
+    cmd.args(["127.0.0.1", "--port", &port.to_string(), "--print"])
+        .env_remove("USER")
+        .env_remove("LOGNAME");
+    let output = run_with_input(cmd, b"", HANG_GUARD);
+    assert!(output.status.success(), "{output:?}");
+    let wanted = format!("{login:?} on document default");
+    assert!(
+        server.wait_for(&wanted, HANG_GUARD).is_some(),
+        "server log lacks {wanted}:\n{}",
+        server.stderr_text()
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
