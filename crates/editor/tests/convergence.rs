@@ -294,7 +294,10 @@ impl Sim {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    // Failures are recorded in convergence.proptest-regressions (beside this file, committed)
+    // and their seeds replayed before new cases; the cases shrunk so far are also spelled out
+    // as plain tests below, so they run whatever the strategies become.
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Random edits, random delivery order, disconnects (with and without losing what was
     /// on the wire), reconnects: all replicas converge and no insert is lost.
@@ -304,18 +307,7 @@ proptest! {
         initial in 0usize..20,
         steps in prop::collection::vec(step_strategy(5), 1..200),
     ) {
-        let mut sim = Sim::new(clients, initial, 1000);
-        for step in &steps {
-            let step = match step.clone() {
-                Step::Edit { client, pos, del, ins } => Step::Edit { client: client % clients, pos, del, ins },
-                Step::Disconnect { client, lose_uplink } => Step::Disconnect { client: client % clients, lose_uplink },
-                Step::Reconnect(c) => Step::Reconnect(c % clients),
-                other => other,
-            };
-            sim.run(&step);
-        }
-        sim.settle();
-        sim.check();
+        check_replicas_converge(clients, initial, &steps);
     }
 
     /// With a tiny history, clients that fall behind get snapshots; whatever they had
@@ -324,15 +316,7 @@ proptest! {
     fn replicas_converge_with_short_history(
         steps in prop::collection::vec(step_strategy(3), 1..150),
     ) {
-        let mut sim = Sim::new(3, 5, 3);
-        for step in &steps {
-            sim.run(step_clamped(step, 3));
-        }
-        sim.settle();
-        let server = sim.doc.text().to_string();
-        for c in &sim.clients {
-            prop_assert_eq!(c.text().to_string(), server.clone());
-        }
+        check_converge_with_short_history(&steps)?;
     }
 
     /// Concurrent inserts at one position end up ordered by author id, whatever order the
@@ -342,26 +326,7 @@ proptest! {
         order in Just((0..4usize).collect::<Vec<_>>()).prop_shuffle(),
         pos in 0usize..6,
     ) {
-        let mut sim = Sim::new(4, 5, 1000);
-        sim.settle();
-        let mut words = Vec::new();
-        for c in 0..4 {
-            let word = sim.alphabet.string(2);
-            sim.inserted.extend(word.chars());
-            let msg = sim.clients[c].insert(pos.min(5), &word).unwrap().unwrap();
-            let s = sim.current[c].unwrap();
-            sim.sessions[s].up.push_back(msg);
-            words.push((author_id(sim.keys[c]), word));
-        }
-        for &c in &order {
-            let s = sim.current[c].unwrap();
-            sim.up(s);
-        }
-        sim.settle();
-        sim.check();
-        words.sort();
-        let joined: String = words.into_iter().map(|(_, w)| w).collect();
-        prop_assert!(sim.doc.text().to_string().contains(&joined));
+        check_concurrent_inserts_order_by_client_id(&order, pos)?;
     }
 
     /// Several clients delete overlapping ranges at once: the text loses the union once.
@@ -415,6 +380,121 @@ proptest! {
         let bytes = postcard::to_stdvec(&composed).unwrap();
         prop_assert_eq!(postcard::from_bytes::<TextOperation>(&bytes).unwrap(), composed);
     }
+}
+
+fn check_replicas_converge(clients: usize, initial: usize, steps: &[Step]) {
+    let mut sim = Sim::new(clients, initial, 1000);
+    for step in steps {
+        let step = match step.clone() {
+            Step::Edit {
+                client,
+                pos,
+                del,
+                ins,
+            } => Step::Edit {
+                client: client % clients,
+                pos,
+                del,
+                ins,
+            },
+            Step::Disconnect {
+                client,
+                lose_uplink,
+            } => Step::Disconnect {
+                client: client % clients,
+                lose_uplink,
+            },
+            Step::Reconnect(c) => Step::Reconnect(c % clients),
+            other => other,
+        };
+        sim.run(&step);
+    }
+    sim.settle();
+    sim.check();
+}
+
+fn check_converge_with_short_history(steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(3, 5, 3);
+    for step in steps {
+        sim.run(step_clamped(step, 3));
+    }
+    sim.settle();
+    let server = sim.doc.text().to_string();
+    for c in &sim.clients {
+        prop_assert_eq!(c.text().to_string(), server.clone());
+    }
+    Ok(())
+}
+
+fn check_concurrent_inserts_order_by_client_id(
+    order: &[usize],
+    pos: usize,
+) -> Result<(), TestCaseError> {
+    let mut sim = Sim::new(4, 5, 1000);
+    sim.settle();
+    let mut words = Vec::new();
+    for c in 0..4 {
+        let word = sim.alphabet.string(2);
+        sim.inserted.extend(word.chars());
+        let msg = sim.clients[c].insert(pos.min(5), &word).unwrap().unwrap();
+        let s = sim.current[c].unwrap();
+        sim.sessions[s].up.push_back(msg);
+        words.push((author_id(sim.keys[c]), word));
+    }
+    for &c in order {
+        let s = sim.current[c].unwrap();
+        sim.up(s);
+    }
+    sim.settle();
+    sim.check();
+    words.sort();
+    let joined: String = words.into_iter().map(|(_, w)| w).collect();
+    prop_assert!(sim.doc.text().to_string().contains(&joined));
+    Ok(())
+}
+
+// The cases proptest once shrank failures to (convergence.proptest-regressions), replayed
+// as written there on every run.
+
+#[test]
+fn regression_inserts_in_client_order_at_the_start() {
+    check_concurrent_inserts_order_by_client_id(&[0, 1, 2, 3], 0).unwrap();
+}
+
+#[test]
+fn regression_empty_edits_around_a_late_delivery() {
+    let empty_edit = Step::Edit {
+        client: 0,
+        pos: 0,
+        del: 0,
+        ins: 0,
+    };
+    let steps = [empty_edit.clone(), Step::Up(8), Step::Down(8), empty_edit];
+    check_replicas_converge(3, 0, &steps);
+}
+
+#[test]
+fn regression_two_reconnects_then_an_empty_edit_with_short_history() {
+    let disconnect = |client| Step::Disconnect {
+        client,
+        lose_uplink: false,
+    };
+    let steps = [
+        disconnect(0),
+        disconnect(2),
+        Step::Reconnect(0),
+        Step::Reconnect(2),
+        Step::Up(5),
+        Step::Down(0),
+        Step::Edit {
+            client: 2,
+            pos: 0,
+            del: 0,
+            ins: 0,
+        },
+        disconnect(0),
+    ];
+    check_converge_with_short_history(&steps).unwrap();
 }
 
 fn step_clamped(step: &Step, clients: usize) -> &Step {
