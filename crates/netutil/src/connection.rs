@@ -13,16 +13,18 @@
 use std::io::Cursor;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Sink, SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
-use crate::codec::{FrameCodec, FrameError};
+use crate::codec::{next_frame, FrameCodec, FrameDeadline, FrameError};
+use crate::limits::MemoryBudget;
 use crate::listen::display_addr;
 use crate::transport::Transport;
 use crate::NetError;
@@ -31,6 +33,7 @@ use crate::NetError;
 pub struct Connection<Rx, Tx = Rx, S = TcpStream> {
     framed: Framed<S, FrameCodec>,
     peer: SocketAddr,
+    deadline: FrameDeadline,
     _types: PhantomData<fn(Tx) -> Rx>,
 }
 
@@ -41,6 +44,7 @@ type ReadSide<S> = Chain<Cursor<BytesMut>, <S as Transport>::ReadHalf>;
 pub struct RecvHalf<Rx, S: Transport = TcpStream> {
     framed: FramedRead<ReadSide<S>, FrameCodec>,
     peer: SocketAddr,
+    deadline: FrameDeadline,
     _types: PhantomData<fn() -> Rx>,
 }
 
@@ -70,6 +74,7 @@ impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
         Connection {
             framed: Framed::new(stream, FrameCodec::new(max_frame)),
             peer: display_addr(peer),
+            deadline: FrameDeadline::default(),
             _types: PhantomData,
         }
     }
@@ -79,9 +84,23 @@ impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
         self.peer
     }
 
+    /// Gives up on a frame that has not completed `timeout` after its first byte arrived
+    /// ([`NetError::FrameTimeout`]); `None` (the default) waits for ever. Time between
+    /// frames is not limited here: an idle peer is the application's business.
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        self.deadline.set_timeout(timeout);
+    }
+
+    /// Charges the buffer of a large frame in progress to `budget`, shared with the other
+    /// connections of the server; a frame that does not fit is refused
+    /// ([`NetError::OverBudget`]).
+    pub fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        self.framed.codec_mut().set_budget(budget);
+    }
+
     /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
     pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
-        let frame = self.framed.next().await;
+        let frame = next_frame(&mut self.framed, framed_codec, &mut self.deadline).await;
         release_large_buffer(self.framed.read_buffer_mut());
         decode_next(frame, self.peer)
     }
@@ -89,8 +108,7 @@ impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
     /// Receives the next raw frame, undecoded.
     pub async fn recv_frame(&mut self) -> Result<Option<BytesMut>, NetError> {
         let peer = self.peer;
-        self.framed
-            .next()
+        next_frame(&mut self.framed, framed_codec, &mut self.deadline)
             .await
             .transpose()
             .map_err(|e| frame_error(e, peer))
@@ -153,6 +171,7 @@ impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
             RecvHalf {
                 framed: framed_read,
                 peer: self.peer,
+                deadline: self.deadline,
                 _types: PhantomData,
             },
             SendHalf {
@@ -181,10 +200,18 @@ impl<Rx: DeserializeOwned, S: Transport> RecvHalf<Rx, S> {
 
     /// Receives the next message; `Ok(None)` when the peer closed cleanly between frames.
     pub async fn recv(&mut self) -> Result<Option<Rx>, NetError> {
-        let frame = self.framed.next().await;
+        let frame = next_frame(&mut self.framed, read_half_codec, &mut self.deadline).await;
         release_large_buffer(self.framed.read_buffer_mut());
         decode_next(frame, self.peer)
     }
+}
+
+fn framed_codec<S>(framed: &Framed<S, FrameCodec>) -> (&FrameCodec, usize) {
+    (framed.codec(), framed.read_buffer().len())
+}
+
+fn read_half_codec<R>(framed: &FramedRead<R, FrameCodec>) -> (&FrameCodec, usize) {
+    (framed.decoder(), framed.read_buffer().len())
 }
 
 impl<Tx: Serialize, S: Transport> SendHalf<Tx, S> {
@@ -319,6 +346,12 @@ pub(crate) fn frame_error(e: FrameError, peer: SocketAddr) -> NetError {
     match e {
         FrameError::TooLarge { len, max } => NetError::FrameTooLarge { peer, len, max },
         FrameError::Truncated { buffered } => NetError::Truncated { peer, buffered },
+        FrameError::TimedOut { timeout, buffered } => NetError::FrameTimeout {
+            peer,
+            timeout,
+            buffered,
+        },
+        FrameError::OverBudget { buffered } => NetError::OverBudget { peer, buffered },
         FrameError::Io(source) => NetError::Io { peer, source },
     }
 }
@@ -343,5 +376,30 @@ mod tests {
         assert_eq!(big.len(), 1 << 20);
         assert!(conn.framed.read_buffer().capacity() <= RETAINED_READ_CAPACITY);
         drop(sender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_frame_started_and_not_finished_times_out() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn: Connection<Vec<u8>> = Connection::new(stream, 1 << 20);
+        conn.set_frame_timeout(Some(Duration::from_millis(200)));
+        // Idle between frames is not limited.
+        let idle = tokio::time::timeout(Duration::from_millis(400), conn.recv()).await;
+        assert!(idle.is_err(), "no frame started, so no deadline");
+        raw.write_all(&[0, 0, 1, 0, 1, 2, 3]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+            .await
+            .expect("the deadline fires")
+            .unwrap_err();
+        assert!(
+            matches!(err, NetError::FrameTimeout { buffered: 3, .. }),
+            "{err}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(150));
     }
 }

@@ -20,6 +20,18 @@ pub enum NetError {
     /// The stream ended in the middle of a frame.
     #[error("{peer}: connection closed in the middle of a frame ({buffered} bytes of an incomplete frame)")]
     Truncated { peer: SocketAddr, buffered: usize },
+    /// A frame was started and not completed within the connection's frame deadline.
+    #[error(
+        "{peer}: frame not completed within {timeout:?} ({buffered} bytes of it received); closing"
+    )]
+    FrameTimeout {
+        peer: SocketAddr,
+        timeout: std::time::Duration,
+        buffered: usize,
+    },
+    /// The server's memory budget could not hold the frame this peer was sending.
+    #[error("{peer}: server memory budget exhausted while receiving a frame ({buffered} bytes of it received); closing")]
+    OverBudget { peer: SocketAddr, buffered: usize },
     /// A complete frame arrived but its payload is not a valid message.
     #[error("{peer}: malformed message: {source}")]
     Decode {

@@ -11,6 +11,9 @@
 //! * [`connect`]: resolve a host name and race its addresses, Happy Eyeballs style.
 //! * [`shutdown`]: Ctrl-C / SIGTERM handling with a cancellation token and task tracker.
 //! * [`logging`]: one call to send `tracing` output to stderr, filtered by `RUST_LOG`.
+//! * [`limits`]: per-source shares (IPv6 by /64) and a memory budget in bytes, shared by
+//!   a server's connections, each released by dropping its guard.
+//! * [`log_limit`]: repeated warnings once per key per interval, with a count of the rest.
 //! * [`durable`]: atomic, durable file replacement (temp file, fsync, rename, fsync dir).
 //! * [`cli`]: how a binary reports a failure: one line on stderr, exit status 1.
 //! * [`names`]: the characters no name shown to other users may contain (bidi overrides).
@@ -23,7 +26,9 @@ pub mod connection;
 pub mod durable;
 pub mod error;
 pub mod handshake;
+pub mod limits;
 pub mod listen;
+pub mod log_limit;
 pub mod logging;
 pub mod names;
 pub mod shutdown;
@@ -34,7 +39,9 @@ pub use connect::{connect, connect_addrs, resolve, ConnectOptions, Family};
 pub use connection::{Connection, RecvHalf, SendHalf};
 pub use error::NetError;
 pub use handshake::Protocol;
+pub use limits::{Charge, MemoryBudget, Source, SourceFull, SourceGuard, SourceLimiter};
 pub use listen::{bind_tcp, bind_udp, display_addr, family_name, parse_bind_addr, Listener};
+pub use log_limit::{LogLimiter, Suppressed, LOG_INTERVAL};
 pub use logging::init_logging;
 pub use shutdown::{shutdown_signal, Shutdown};
 pub use transport::{Generic, Transport};
