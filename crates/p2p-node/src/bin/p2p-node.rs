@@ -1,5 +1,5 @@
 //! `p2p-node`: one node of the peer-to-peer cluster. Parses flags, sets up logging, runs
-//! [`p2p_node::node::run`] until Ctrl-C, SIGTERM or `quit`.
+//! [`p2p_node::cluster::node::run`] until Ctrl-C, SIGTERM or `quit`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use p2p_node::config::{Cluster, NodeConfig};
-use p2p_node::election::{NodeId, Timing};
-use p2p_node::serve::ServeOptions;
+use p2p_node::cluster::config::{Cluster, NodeConfig};
+use p2p_node::cluster::election::{NodeId, Timing};
+use p2p_node::swarm::serve::ServeOptions;
 
 /// One node of a peer-to-peer cluster: elects the lowest live id as leader (Bully), keeps
 /// a star of links to it, and shares the files of its directory in the leader's index
@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.validate()?;
     let shutdown = netutil::Shutdown::new();
-    let node = tokio::spawn(p2p_node::node::run(config, shutdown.clone()));
+    let node = tokio::spawn(p2p_node::cluster::node::run(config, shutdown.clone()));
     tokio::select! {
         _ = netutil::shutdown_signal() => {}
         _ = shutdown.triggered() => {}

@@ -16,23 +16,33 @@
 //! Sending to a peer without a link queues the message (bounded) and dials; a failed dial
 //! is reported so the election can strike the peer off at once.
 //!
+//! Every TCP connection to or from another node is established in [`establish`] (control
+//! links, and the swarm's data connections through [`open_data`]); [`run`] carries a link
+//! after its handshake.
+//!
 //! An accepted connection whose first message is `Open` instead of `Hello` is a data
-//! connection from a downloader: it is handed to [`crate::serve`] and never registered.
+//! connection from a downloader: it is handed to [`crate::swarm::serve`] and never registered.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netutil::{ConnectOptions, Connection, NetError};
+use netutil::Connection;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Cluster;
-use crate::election::{NodeId, Term};
-use crate::protocol::{Message, PROTOCOL};
-use crate::serve::Library;
+mod establish;
+mod run;
+
+pub use establish::open_data;
+
+use crate::cluster::config::Cluster;
+use crate::cluster::election::{NodeId, Term};
+use crate::swarm::serve::Library;
+use crate::wire::Message;
+use establish::{accept_link, dial_link};
 
 /// Identifies one link (a peer may have several over time).
 pub type LinkId = u64;
@@ -58,7 +68,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// after the election, carrying an `Election`/`Alive` exchange) before closing it.
 pub const STAR_LINGER: Duration = Duration::from_secs(1);
 
-type NodeConnection = Connection<Message>;
+/// A connection to another node carrying wire messages.
+pub type NodeConnection = Connection<Message>;
 
 /// What link tasks tell the event loop.
 #[derive(Debug)]
@@ -467,294 +478,6 @@ impl Peers {
     }
 }
 
-/// Why a dial failed, and whether the peer refused it only because we are already linked.
-struct DialError {
-    reason: String,
-    duplicate: bool,
-}
-
-impl From<NetError> for DialError {
-    fn from(e: NetError) -> Self {
-        DialError {
-            reason: e.to_string(),
-            duplicate: false,
-        }
-    }
-}
-
-async fn dial_link(
-    me: NodeId,
-    peer: NodeId,
-    host: String,
-    port: u16,
-    term: Term,
-    link: LinkId,
-    events: mpsc::Sender<PeerEvent>,
-) {
-    let attempt = async {
-        let options = ConnectOptions {
-            timeout: DIAL_TIMEOUT,
-            ..ConnectOptions::default()
-        };
-        let (stream, addr) = netutil::connect(&host, port, &options).await?;
-        let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
-        conn.send(&Message::Hello { id: me, term }).await?;
-        match conn.recv().await? {
-            Some(Message::Hello { id, term }) if id == peer => Ok((conn, addr, term)),
-            Some(Message::Hello { id, .. }) => Err(DialError {
-                reason: format!("{addr} answered as node {id}, not node {peer}"),
-                duplicate: false,
-            }),
-            Some(Message::Refused { reason, duplicate }) => Err(DialError {
-                reason: format!("refused: {reason}"),
-                duplicate,
-            }),
-            Some(other) => Err(DialError {
-                reason: format!("expected Hello, got {other:?}"),
-                duplicate: false,
-            }),
-            None => Err(DialError {
-                reason: "closed during the handshake".into(),
-                duplicate: false,
-            }),
-        }
-    };
-    let result = tokio::time::timeout(DIAL_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(DialError {
-                reason: format!("no handshake within {DIAL_TIMEOUT:?}"),
-                duplicate: false,
-            })
-        });
-    match result {
-        Ok((conn, addr, term)) => {
-            let addr = netutil::display_addr(addr);
-            run_registered(me, conn, link, peer, term, addr, true, events).await;
-        }
-        Err(e) => {
-            tracing::debug!("dialing Node {peer} at {host}:{port} failed: {}", e.reason);
-            let _ = events
-                .send(PeerEvent::DialFailed {
-                    peer,
-                    reason: e.reason,
-                    duplicate: e.duplicate,
-                })
-                .await;
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn accept_link(
-    me: NodeId,
-    cluster: Cluster,
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
-    link: LinkId,
-    events: mpsc::Sender<PeerEvent>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    library: Arc<Library>,
-) {
-    let greeting = async {
-        let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
-        let hello = conn.recv().await?;
-        Ok::<_, NetError>((conn, hello))
-    };
-    let (mut conn, hello) = match tokio::time::timeout(ACCEPT_TIMEOUT, greeting).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => {
-            tracing::warn!("{addr}: handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("{addr}: no Hello within {ACCEPT_TIMEOUT:?}; closing");
-            return;
-        }
-    };
-    drop(permit);
-    let (peer, term) = match hello {
-        Some(Message::Hello { id, term }) => (id, term),
-        Some(Message::Open { hash }) => {
-            // A data connection: a downloader wants pieces (serve.rs).
-            crate::serve::serve(conn, hash, library).await;
-            return;
-        }
-        Some(other) => {
-            tracing::warn!("{addr}: expected Hello, got {other:?}; closing");
-            refuse(&mut conn, "the first message must be Hello".into(), false).await;
-            return;
-        }
-        None => return,
-    };
-    if peer == me || !cluster.contains(peer) {
-        let reason = format!(
-            "node id {peer} is not in this cluster (ids: {:?})",
-            cluster.ids()
-        );
-        tracing::warn!("{addr}: refused: {reason}");
-        refuse(&mut conn, reason, false).await;
-        return;
-    }
-    run_registered(me, conn, link, peer, term, addr, false, events).await;
-}
-
-async fn refuse(conn: &mut NodeConnection, reason: String, duplicate: bool) {
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        conn.send(&Message::Refused { reason, duplicate }),
-    )
-    .await;
-}
-
-/// Registers the link with the event loop, answers the handshake (acceptor side), then
-/// runs the link until it closes.
-#[allow(clippy::too_many_arguments)]
-async fn run_registered(
-    me: NodeId,
-    mut conn: NodeConnection,
-    link: LinkId,
-    peer: NodeId,
-    term: Term,
-    addr: SocketAddr,
-    outbound: bool,
-    events: mpsc::Sender<PeerEvent>,
-) {
-    let (tx, rx) = mpsc::channel(LINK_QUEUE);
-    let cancel = CancellationToken::new();
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let register = PeerEvent::Register {
-        new: NewLink {
-            link,
-            peer,
-            addr,
-            outbound,
-            tx,
-            cancel: cancel.clone(),
-        },
-        term,
-        reply: reply_tx,
-    };
-    if events.send(register).await.is_err() {
-        return;
-    }
-    let Ok(verdict) = reply_rx.await else { return };
-    match verdict {
-        Verdict::Refuse { reason, duplicate } => {
-            if !duplicate {
-                tracing::warn!("{addr}: refused Node {peer}: {reason}");
-            }
-            refuse(&mut conn, reason, duplicate).await;
-            if outbound {
-                let _ = events
-                    .send(PeerEvent::DialFailed {
-                        peer,
-                        reason: "duplicate link".into(),
-                        duplicate: true,
-                    })
-                    .await;
-            }
-            return;
-        }
-        Verdict::Accept { term } => {
-            let answered = outbound || conn.send(&Message::Hello { id: me, term }).await.is_ok();
-            if !answered {
-                let _ = events
-                    .send(PeerEvent::Closed {
-                        link,
-                        peer,
-                        reason: "closed during the handshake".into(),
-                        duplicate: false,
-                    })
-                    .await;
-                return;
-            }
-        }
-    }
-    run_link(conn, link, peer, rx, cancel, events).await;
-}
-
-/// Moves messages both ways until either side closes or `cancel` fires.
-async fn run_link(
-    conn: NodeConnection,
-    link: LinkId,
-    peer: NodeId,
-    mut rx: mpsc::Receiver<Message>,
-    cancel: CancellationToken,
-    events: mpsc::Sender<PeerEvent>,
-) {
-    let (mut reader, mut writer) = conn.split();
-    let writer_cancel = cancel.clone();
-    let writer_task = tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = writer_cancel.cancelled() => break,
-                msg = rx.recv() => match msg { Some(m) => m, None => break },
-            };
-            let mut result = writer.feed(&msg).await;
-            while result.is_ok() {
-                match rx.try_recv() {
-                    Ok(more) => result = writer.feed(&more).await,
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = result.and(writer.flush().await) {
-                tracing::debug!("Node {peer}: send failed: {e}");
-                break;
-            }
-        }
-        writer_cancel.cancel();
-    });
-    let mut duplicate = false;
-    let reason = loop {
-        let received = tokio::select! {
-            _ = cancel.cancelled() => break "closed by this node".to_owned(),
-            received = reader.recv() => received,
-        };
-        match received {
-            Ok(Some(Message::Refused {
-                reason,
-                duplicate: dup,
-            })) => {
-                duplicate = dup;
-                break format!("refused by the peer: {reason}");
-            }
-            Ok(Some(Message::Hello { .. })) => {
-                tracing::warn!(
-                    "Node {peer} ({}) sent a second Hello; closing",
-                    reader.peer()
-                );
-                break "protocol violation: second Hello".to_owned();
-            }
-            Ok(Some(msg)) => {
-                if events
-                    .send(PeerEvent::Message { link, peer, msg })
-                    .await
-                    .is_err()
-                {
-                    break "shutting down".to_owned();
-                }
-            }
-            Ok(None) => break "closed by the peer".to_owned(),
-            Err(e) if e.is_disconnect() => break e.to_string(),
-            Err(e) => {
-                tracing::warn!("Node {peer}: {e}; closing the link");
-                break e.to_string();
-            }
-        }
-    };
-    cancel.cancel();
-    let _ = writer_task.await;
-    let _ = events
-        .send(PeerEvent::Closed {
-            link,
-            peer,
-            reason,
-            duplicate,
-        })
-        .await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,7 +504,7 @@ mod tests {
         let cluster = Cluster::default_cluster();
         let library = Arc::new(Library::new(
             "/nonexistent".into(),
-            crate::serve::ServeOptions::default(),
+            crate::swarm::serve::ServeOptions::default(),
         ));
         let token = CancellationToken::new();
         let mut peers = Peers::new(1, cluster, events, token, TaskTracker::new(), library);

@@ -21,10 +21,8 @@ use bytes::{BufMut, BytesMut};
 use netutil::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::pieces::{self, Bitfield, FilePieces};
-use crate::protocol::{
-    piece_frame_index, ContentHash, FileEntry, Message, PIECE_HEADER, PIECE_TAG,
-};
+use crate::swarm::pieces::{self, Bitfield, FilePieces};
+use crate::wire::{piece_frame_index, ContentHash, FileEntry, Message, PIECE_HEADER, PIECE_TAG};
 
 /// A downloader that takes longer than this to accept one piece is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);

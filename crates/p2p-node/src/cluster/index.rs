@@ -3,7 +3,7 @@
 //! [`LocalIndex`] scans `--dir` (regular files directly inside it; a symlink counts only
 //! when it resolves to a regular file inside the directory; downloads in progress,
 //! `NAME.part` and its record, are not files of their own) and hashes each file's pieces
-//! with BLAKE3 ([`crate::pieces`]); the file's identity is the hash over its piece hashes.
+//! with BLAKE3 ([`crate::swarm::pieces`]); the file's identity is the hash over its piece hashes.
 //! Piece hashes are cached by (size, mtime), so an unchanged file is read once; a file
 //! modified within the last second is not trusted to the cache (a second write in the same
 //! mtime tick would go unnoticed), so it is hashed again on the next scan.
@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime};
 
 use std::sync::Arc;
 
-use crate::election::{NodeId, Term};
-use crate::pieces::{hash_file, is_download_artifact, FilePieces};
-use crate::protocol::{is_safe_name, ContentHash, FileEntry, NodeFiles, MAX_FILES};
+use crate::cluster::election::{NodeId, Term};
+use crate::swarm::pieces::{hash_file, is_download_artifact, FilePieces};
+use crate::wire::{is_safe_name, ContentHash, FileEntry, NodeFiles, MAX_FILES};
 
 #[derive(Debug, Clone)]
 struct Cached {

@@ -22,45 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-/// A node id, as configured (`--id`).
-pub type NodeId = u32;
-/// An election term. Only one node can ever lead a given term (see the module doc).
-pub type Term = u64;
-
-/// Terms above this are refused as hostile: real clusters never get near it (a new term
-/// per election), and it leaves room to compute terms above any accepted one without
-/// overflow.
-pub const MAX_TERM: Term = u64::MAX / 4;
-
-/// The election messages, carried inside the wire protocol's `Message::Bully`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Msg {
-    /// "I am starting an election; are you alive?" Sent to lower ids only. `term` is the
-    /// highest term the sender has seen, so a stale leader learns it must re-assert.
-    Election { term: Term },
-    /// The answer to `Election`: a lower id is alive and takes the election over.
-    Alive { term: Term },
-    /// "I lead `term`." Sent by a new leader to every node, and to each node that connects.
-    Coordinator { term: Term },
-    /// The leader's periodic liveness message.
-    Heartbeat { term: Term },
-    /// A follower's answer to a heartbeat, so the leader sees silent followers.
-    HeartbeatAck { term: Term },
-}
-
-impl Msg {
-    pub fn term(&self) -> Term {
-        match *self {
-            Msg::Election { term }
-            | Msg::Alive { term }
-            | Msg::Coordinator { term }
-            | Msg::Heartbeat { term }
-            | Msg::HeartbeatAck { term } => term,
-        }
-    }
-}
+pub use crate::wire::{ElectionMsg as Msg, NodeId, Term, MAX_TERM};
 
 /// The timing knobs. Defaults: heartbeat 200 ms, failure timeout 1 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

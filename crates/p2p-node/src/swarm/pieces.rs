@@ -21,17 +21,10 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::protocol::ContentHash;
+pub use crate::wire::{ContentHash, PieceHash, MAX_PIECES};
 
 /// Bytes per piece (the last piece of a file may be shorter).
 pub const PIECE_SIZE: u32 = 1 << 20;
-/// Most pieces a shared file may have: its piece hashes must fit in one frame (120 000 x 32
-/// bytes = 3.7 MiB of the 4 MiB frame), so files up to 117 GiB are shared.
-pub const MAX_PIECES: usize = 120_000;
-
-/// A BLAKE3 hash of one piece.
-pub type PieceHash = [u8; 32];
-
 /// Suffix of a file being downloaded.
 pub const PART_SUFFIX: &str = ".part";
 /// Suffix of the record of verified pieces beside it.

@@ -1,5 +1,8 @@
-//! The messages nodes exchange, carried by `netutil::Connection` (postcard in
-//! length-prefixed frames, after netutil's handshake naming protocol "p2p-node" version 1).
+//! The wire: every message nodes exchange, and the types both halves of the crate share
+//! (node ids, terms, content and piece hashes). It imports nothing from the crate, so
+//! `cluster` and `swarm` both depend on it and never on each other for these. Messages
+//! are carried by `netutil::Connection` (postcard in length-prefixed frames, after
+//! netutil's handshake naming protocol "p2p-node" version 2).
 //!
 //! A link starts with `Hello` from the dialer and `Hello` (or `Refused`) from the acceptor;
 //! everything after is `Bully` election traffic plus the file index (`FileList` up to the
@@ -8,8 +11,8 @@
 //! breaking a bound closes the link.
 //!
 //! Version 2 adds swarm downloads. [`FileEntry::hash`] is the file's identity (BLAKE3 over
-//! its piece hashes, see [`crate::pieces`]) and [`FileEntry::partial`] marks a node that is
-//! still downloading the file. A data connection is a separate, on-demand connection to
+//! its piece hashes, see [`crate::swarm::pieces`]) and [`FileEntry::partial`] marks a node
+//! that is still downloading the file. A data connection is a separate, on-demand connection to
 //! the same listener whose first message is [`Message::Open`] instead of `Hello`; the
 //! holder answers [`Message::Opened`] (piece hashes and, for a partial holder, which
 //! pieces it has) or `Refused`, then serves [`Message::Request`]s. Piece data travels in
@@ -21,8 +24,51 @@ use std::fmt;
 use netutil::Protocol;
 use serde::{Deserialize, Serialize};
 
-use crate::election::{self, NodeId, Term};
-use crate::pieces::PieceHash;
+/// A node id, as configured (`--id`).
+pub type NodeId = u32;
+/// An election term. Only one node can ever lead a given term
+/// (see [`crate::cluster::election`]).
+pub type Term = u64;
+
+/// Terms above this are refused as hostile: real clusters never get near it (a new term
+/// per election), and it leaves room to compute terms above any accepted one without
+/// overflow.
+pub const MAX_TERM: Term = u64::MAX / 4;
+
+/// The election's messages ([`crate::cluster::election`]), carried inside `Message::Bully`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionMsg {
+    /// "I am starting an election; are you alive?" Sent to lower ids only. `term` is the
+    /// highest term the sender has seen, so a stale leader learns it must re-assert.
+    Election { term: Term },
+    /// The answer to `Election`: a lower id is alive and takes the election over.
+    Alive { term: Term },
+    /// "I lead `term`." Sent by a new leader to every node, and to each node that connects.
+    Coordinator { term: Term },
+    /// The leader's periodic liveness message.
+    Heartbeat { term: Term },
+    /// A follower's answer to a heartbeat, so the leader sees silent followers.
+    HeartbeatAck { term: Term },
+}
+
+impl ElectionMsg {
+    pub fn term(&self) -> Term {
+        match *self {
+            ElectionMsg::Election { term }
+            | ElectionMsg::Alive { term }
+            | ElectionMsg::Coordinator { term }
+            | ElectionMsg::Heartbeat { term }
+            | ElectionMsg::HeartbeatAck { term } => term,
+        }
+    }
+}
+
+/// A BLAKE3 hash of one piece.
+pub type PieceHash = [u8; 32];
+
+/// Most pieces a shared file may have: its piece hashes must fit in one frame (120 000 x 32
+/// bytes = 3.7 MiB of the 4 MiB frame), so files up to 117 GiB are shared.
+pub const MAX_PIECES: usize = 120_000;
 
 /// The wire protocol: name, version and frame limit (4 MiB is ample for 10 000 entries).
 pub const PROTOCOL: Protocol = Protocol {
@@ -39,7 +85,7 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_NODES: usize = 1024;
 
 /// A file's identity: BLAKE3 over its size, piece size and piece hashes
-/// ([`crate::pieces::identity`]).
+/// ([`crate::swarm::pieces::identity`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ContentHash(pub [u8; 32]);
 
@@ -64,7 +110,7 @@ pub struct FileEntry {
     /// The file's name inside its node's directory: one path component, never `..`.
     pub name: String,
     pub size: u64,
-    /// The content's identity (see [`crate::pieces::identity`]).
+    /// The content's identity (see [`crate::swarm::pieces::identity`]).
     pub hash: ContentHash,
     /// True while the node is still downloading it: it has some verified pieces.
     pub partial: bool,
@@ -92,7 +138,7 @@ pub enum Message {
         duplicate: bool,
     },
     /// Election traffic.
-    Bully(election::Msg),
+    Bully(ElectionMsg),
     /// A node's full file list, sent to its leader after each election and on every change.
     FileList {
         files: Vec<FileEntry>,
@@ -235,8 +281,8 @@ mod tests {
         let msg = Message::Opened {
             size: u64::MAX,
             piece_size: u32::MAX,
-            hashes: vec![[0xff; 32]; crate::pieces::MAX_PIECES],
-            have: Some(vec![0xff; crate::pieces::MAX_PIECES.div_ceil(8)]),
+            hashes: vec![[0xff; 32]; MAX_PIECES],
+            have: Some(vec![0xff; MAX_PIECES.div_ceil(8)]),
         };
         let bytes = postcard_len(&msg);
         assert!(bytes < PROTOCOL.max_frame, "{bytes}");

@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::election::NodeId;
-use crate::pieces::Bitfield;
+use crate::cluster::election::NodeId;
+use crate::swarm::pieces::Bitfield;
 
 /// What the download should do after a bad piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,17 +1,21 @@
 //! The node: one event loop that owns the election state machine, the link registry, the
 //! local file list and (when leading) the cluster index, and wires them together.
 //!
-//! Inputs: link events from [`peers`](crate::peers), the listener, the election's next
-//! deadline, directory scans, console commands. Each input goes through the election state
+//! Inputs: link events from [`links`](crate::cluster::links), the listener, the election's
+//! next deadline, directory scans, console commands. Each input goes through the election state
 //! machine; its actions (send, keep only the leader's link, dial everyone, drop a dead
 //! follower) are carried out here, and may feed further inputs (a closed link is a
 //! `Disconnected`), processed in order from a work queue. Nothing in the loop blocks:
 //! hashing and log writing run on their own tasks.
 //!
-//! Downloads (`get NAME`, [`crate::swarm`]) run as tasks of their own; they ask the loop
-//! for the cluster index and announce themselves as partial holders through
+//! Downloads (`get NAME`, [`crate::swarm::download`]) run as tasks of their own; they ask
+//! the loop for the cluster index and announce themselves as partial holders through
 //! [`SwarmEvent`]s. The [`Library`] of servable files is shared with the listener's data
-//! connections ([`crate::serve`]) and updated by scans and downloads.
+//! connections ([`crate::swarm::serve`]) and updated by scans and downloads.
+//!
+//! Here: the loop and its reaction to election actions and link traffic. The node's files
+//! and the index live in `files.rs`, console commands and downloads in `commands.rs`, the
+//! background tasks (scans, the index log) in `tasks.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -20,17 +24,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netutil::{NetError, Shutdown};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::config::{ConfigError, NodeConfig};
-use crate::console::{self, Command, Request};
-use crate::election::{Action, Election, Input, NodeId, Role};
-use crate::index::{ClusterIndex, LocalIndex};
-use crate::peers::{PeerEvent, Peers, Verdict};
-use crate::protocol::{validate_files, FileEntry, Message, MAX_NODES};
-use crate::serve::Library;
-use crate::swarm::{self, SwarmContext, SwarmEvent, MAX_DOWNLOADS};
+mod commands;
+mod files;
+mod tasks;
+
+use files::{IndexWaiters, Waiter};
+use tasks::{log_writer, scan_loop};
+
+use crate::cluster::config::{ConfigError, NodeConfig};
+use crate::cluster::election::{Action, Election, Input, NodeId};
+use crate::cluster::index::{ClusterIndex, LocalIndex};
+use crate::cluster::links::{PeerEvent, Peers, Verdict};
+use crate::console::{self, Request};
+use crate::swarm::serve::Library;
+use crate::swarm::{SwarmContext, SwarmEvent};
+use crate::wire::{validate_files, FileEntry, Message, MAX_NODES};
 
 /// Link events queued for the event loop before link readers wait (backpressure).
 const EVENT_QUEUE: usize = 4096;
@@ -176,60 +187,9 @@ struct Node {
     partial: BTreeMap<String, FileEntry>,
 }
 
-/// Who waits for the leader's index: the console (as text) or a download.
-enum Waiter {
-    Text(oneshot::Sender<String>),
-    Index(oneshot::Sender<Result<ClusterIndex, String>>),
-}
-
-impl Waiter {
-    /// The asker gave up (the console and downloads wait a few seconds at most).
-    fn is_closed(&self) -> bool {
-        match self {
-            Waiter::Text(tx) => tx.is_closed(),
-            Waiter::Index(tx) => tx.is_closed(),
-        }
-    }
-
-    /// Answers with `reason` instead of the index.
-    fn refuse(self, reason: &str) {
-        match self {
-            Waiter::Text(tx) => {
-                let _ = tx.send(reason.to_owned());
-            }
-            Waiter::Index(tx) => {
-                let _ = tx.send(Err(reason.to_owned()));
-            }
-        }
-    }
-}
-
-/// The waiters for the leader's next `Index`, at most [`MAX_FILES_WAITERS`]. A request the
-/// leader never answers (it died, or stopped leading, before replying) must not hold its
-/// place once its asker gave up: otherwise the places fill up for good, and a follower
-/// could never again ask for the index (no request, so no answer to clear them).
-#[derive(Default)]
-struct IndexWaiters(Vec<Waiter>);
-
-impl IndexWaiters {
-    /// Adds `waiter`; gives it back when [`MAX_FILES_WAITERS`] askers are still waiting.
-    fn admit(&mut self, waiter: Waiter) -> Result<(), Waiter> {
-        self.0.retain(|w| !w.is_closed());
-        if self.0.len() >= MAX_FILES_WAITERS {
-            return Err(waiter);
-        }
-        self.0.push(waiter);
-        Ok(())
-    }
-
-    fn drain(&mut self) -> std::vec::Drain<'_, Waiter> {
-        self.0.drain(..)
-    }
-}
-
 impl Node {
     /// Runs `first` and every input its actions cause through the election.
-    fn input(&mut self, first: Input) {
+    pub(super) fn input(&mut self, first: Input) {
         let mut work = VecDeque::from([first]);
         while let Some(input) = work.pop_front() {
             let actions = self.election.handle(Instant::now(), input);
@@ -239,7 +199,7 @@ impl Node {
         }
     }
 
-    fn apply(&mut self, action: Action, work: &mut VecDeque<Input>) {
+    pub(super) fn apply(&mut self, action: Action, work: &mut VecDeque<Input>) {
         let me = self.me;
         match action {
             Action::Send { to, msg } => {
@@ -296,7 +256,7 @@ impl Node {
     }
 
     /// Says so when this node leads nobody but itself (started first, or cut off).
-    fn note_if_alone(&self) {
+    pub(super) fn note_if_alone(&self) {
         if self.election.is_leader() && self.peers.links().is_empty() {
             tracing::info!(
                 "Node {} leads a partition of one: no other node is connected",
@@ -307,7 +267,7 @@ impl Node {
 
     /// Periodic upkeep of the links: redial (leader), close lingering non-leader links
     /// (follower).
-    fn maintain(&mut self) {
+    pub(super) fn maintain(&mut self) {
         let term = self.election.max_term();
         let closed = self.peers.maintain(Instant::now(), term);
         let mut work = VecDeque::new();
@@ -320,19 +280,19 @@ impl Node {
     }
 
     /// The address of `peer`'s latest link, for log lines.
-    fn peer_addr(&self, peer: NodeId) -> String {
+    pub(super) fn peer_addr(&self, peer: NodeId) -> String {
         self.peers
             .last_addr(peer)
             .map_or_else(|| "no address".to_owned(), |a| a.to_string())
     }
 
     /// "Node N (ADDR)": how log lines about a peer's link name it.
-    fn peer_label(&self, peer: NodeId) -> String {
+    pub(super) fn peer_label(&self, peer: NodeId) -> String {
         format!("Node {peer} ({})", self.peer_addr(peer))
     }
 
     /// A link closed (by either side): tell the election, drop the node's files.
-    fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
+    pub(super) fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
         let addr = self.peer_addr(peer);
         tracing::info!(
             "Node {} disconnected from Node {peer}. ({addr}, {reason})",
@@ -342,69 +302,7 @@ impl Node {
         self.drop_from_index(peer);
     }
 
-    fn drop_from_index(&mut self, peer: NodeId) {
-        if let Some(index) = &mut self.index {
-            if index.remove(peer) {
-                self.publish_index();
-            }
-        }
-    }
-
-    fn publish_index(&mut self) {
-        if let Some(index) = &self.index {
-            self.log_tx.send_replace(Some(index.render()));
-        }
-    }
-
-    /// What this node shares: its directory's files and its downloads in progress (a name
-    /// present in both is listed as the complete file).
-    fn shared_files(&self) -> Option<Vec<FileEntry>> {
-        let mut files = self.local_files.clone()?;
-        let complete: BTreeSet<String> = files.iter().map(|f| f.name.clone()).collect();
-        files.extend(
-            self.partial
-                .values()
-                .filter(|p| !complete.contains(&p.name))
-                .cloned(),
-        );
-        files.sort();
-        files.truncate(crate::protocol::MAX_FILES);
-        Some(files)
-    }
-
-    /// Our own file list changed: update the index (leader) or report it (follower).
-    fn files_changed(&mut self) {
-        if self.index.is_some() {
-            let files = self.shared_files();
-            let me = self.me;
-            let changed = match (&mut self.index, files) {
-                (Some(index), Some(files)) => index.set(me, files),
-                _ => false,
-            };
-            if changed {
-                self.publish_index();
-            }
-        } else {
-            self.report_files();
-        }
-    }
-
-    /// A follower sends its file list to its leader.
-    fn report_files(&mut self) {
-        let (Some(leader), Some(files)) = (self.election.leader(), self.shared_files()) else {
-            return;
-        };
-        if leader == self.me {
-            return;
-        }
-        let msg = Message::FileList { files };
-        let term = self.election.max_term();
-        if self.peers.send(leader, msg, term) {
-            self.input_gone(leader, "it stopped reading");
-        }
-    }
-
-    fn input_gone(&mut self, peer: NodeId, reason: &str) {
+    pub(super) fn input_gone(&mut self, peer: NodeId, reason: &str) {
         let mut work = VecDeque::new();
         self.link_gone(peer, reason, &mut work);
         for input in work {
@@ -412,92 +310,7 @@ impl Node {
         }
     }
 
-    fn on_local_files(&mut self, files: Vec<FileEntry>) {
-        tracing::info!(
-            "Node {} shares {} files: {}",
-            self.me,
-            files.len(),
-            summary(&files)
-        );
-        self.local_files = Some(files);
-        self.files_changed();
-    }
-
-    fn on_swarm(&mut self, event: SwarmEvent) {
-        match event {
-            SwarmEvent::Index(reply) => match (&self.index, self.election.leader()) {
-                (Some(index), _) => {
-                    let _ = reply.send(Ok(index.clone()));
-                }
-                (None, Some(leader)) => {
-                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Index(reply)) {
-                        waiter.refuse(TOO_MANY_WAITERS);
-                    }
-                }
-                (None, None) => {
-                    let _ = reply.send(Err("no leader yet (an election is in progress)".into()));
-                }
-            },
-            SwarmEvent::Partial(entry) => {
-                self.partial.insert(entry.name.clone(), entry);
-                self.files_changed();
-            }
-            SwarmEvent::Finished(name) => {
-                self.downloads.remove(&name);
-                if self.partial.remove(&name).is_some() {
-                    self.files_changed();
-                }
-            }
-        }
-    }
-
-    /// Queues `waiter` for the leader's next `Index` and asks the leader for it; gives the
-    /// waiter back when too many are waiting already.
-    fn ask_leader_index(&mut self, leader: NodeId, waiter: Waiter) -> Result<(), Waiter> {
-        self.files_waiters.admit(waiter)?;
-        let term = self.election.max_term();
-        if self.peers.send(leader, Message::IndexRequest, term) {
-            self.input_gone(leader, "it stopped reading");
-        }
-        Ok(())
-    }
-
-    /// Starts a download task for `get NAME`.
-    fn start_download(&mut self, name: String) -> String {
-        if let Err(e) = swarm::check_name(&name) {
-            let line = format!("get {name}: failed: {e}");
-            tracing::warn!("{line}");
-            return line;
-        }
-        if self.downloads.contains(&name) {
-            return format!("get {name}: already downloading");
-        }
-        if self.downloads.len() >= MAX_DOWNLOADS {
-            return format!("get {name}: {MAX_DOWNLOADS} downloads are running; try again later");
-        }
-        self.downloads.insert(name.clone());
-        let ctx = self.swarm.clone();
-        let answer = format!("get {name}: looking for holders");
-        self.shutdown.spawn(async move {
-            let events = ctx.events.clone();
-            match swarm::download(ctx, name.clone()).await {
-                Ok(summary) => {
-                    let line = summary.to_string();
-                    tracing::info!("{line}");
-                    swarm::print_line(&line);
-                }
-                Err(e) => {
-                    let line = format!("get {name}: failed: {e}");
-                    tracing::warn!("{line}");
-                    swarm::print_line(&line);
-                }
-            }
-            let _ = events.send(SwarmEvent::Finished(name)).await;
-        });
-        answer
-    }
-
-    fn on_peer_event(&mut self, event: PeerEvent) {
+    pub(super) fn on_peer_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Register { new, term, reply } => {
                 let (peer, addr, outbound) = (new.peer, new.addr, new.outbound);
@@ -548,7 +361,7 @@ impl Node {
         }
     }
 
-    fn on_message(&mut self, peer: NodeId, msg: Message) {
+    pub(super) fn on_message(&mut self, peer: NodeId, msg: Message) {
         match msg {
             Message::Bully(msg) => self.input(Input::Message { from: peer, msg }),
             Message::FileList { files } => {
@@ -644,202 +457,5 @@ impl Node {
                 }
             }
         }
-    }
-
-    fn on_console(&mut self, command: Command, reply: oneshot::Sender<String>) {
-        let answer = match command {
-            Command::Leader => match self.election.leader() {
-                Some(leader) if leader == self.me => format!(
-                    "Leader: Node {leader} (term {}), this node",
-                    self.election.term()
-                ),
-                Some(leader) => format!("Leader: Node {leader} (term {})", self.election.term()),
-                None => "No leader: an election is in progress".to_owned(),
-            },
-            Command::Peers => self.describe_peers(),
-            Command::Files => match (&self.index, self.election.leader()) {
-                (Some(index), _) => index.render(),
-                (None, Some(leader)) => {
-                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Text(reply)) {
-                        waiter.refuse(TOO_MANY_WAITERS);
-                    }
-                    return;
-                }
-                (None, None) => "No leader yet: the index is not known".to_owned(),
-            },
-            Command::Get(name) => self.start_download(name),
-            Command::Quit => {
-                tracing::info!("Node {} quitting (console)", self.me);
-                self.shutdown.trigger();
-                "bye".to_owned()
-            }
-            Command::Help => console::help().to_owned(),
-        };
-        let _ = reply.send(answer);
-    }
-
-    fn describe_peers(&self) -> String {
-        let links = self.peers.links();
-        if links.is_empty() {
-            return "No connected nodes".to_owned();
-        }
-        let leader = self.election.leader();
-        let mut out = String::new();
-        for link in links {
-            let role = if Some(link.peer) == leader {
-                ", leader"
-            } else {
-                ""
-            };
-            let direction = if link.outbound { "dialed" } else { "accepted" };
-            out.push_str(&format!(
-                "Node {} at {} ({direction}{role})\n",
-                link.peer, link.addr
-            ));
-        }
-        if matches!(self.election.role(), Role::Leader { .. }) {
-            out.push_str("(this node leads)\n");
-        }
-        out
-    }
-}
-
-fn summary(files: &[FileEntry]) -> String {
-    const SHOWN: usize = 5;
-    let mut names: Vec<&str> = files.iter().take(SHOWN).map(|f| f.name.as_str()).collect();
-    if files.len() > SHOWN {
-        names.push("...");
-    }
-    names.join(", ")
-}
-
-/// Rescans the shared directory every `every` and reports the list when it changed.
-async fn scan_loop(
-    mut index: LocalIndex,
-    every: Duration,
-    files: mpsc::Sender<Vec<FileEntry>>,
-    library: Arc<Library>,
-    token: tokio_util::sync::CancellationToken,
-) {
-    let mut last: Option<Vec<FileEntry>> = None;
-    let mut warned = false;
-    loop {
-        let scanned = tokio::task::spawn_blocking(move || {
-            let result = index.scan();
-            (index, result)
-        })
-        .await;
-        let Ok((returned, result)) = scanned else {
-            tracing::error!("the directory scanner panicked; file list no longer updated");
-            return;
-        };
-        index = returned;
-        match result {
-            Ok(list) => {
-                warned = false;
-                // Every scan (not only on changes): a finished download adds itself to
-                // the library, and must leave it if the file is gone before a scan saw it.
-                let servable = list
-                    .iter()
-                    .filter_map(|f| index.pieces(&f.name).map(|p| (f.clone(), p)))
-                    .collect();
-                library.set_complete(servable);
-                if last.as_ref() != Some(&list) {
-                    last = Some(list.clone());
-                    if files.send(list).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) if !warned => {
-                warned = true;
-                tracing::warn!("cannot scan {}: {e}", index.dir().display());
-            }
-            Err(_) => {}
-        }
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
-/// Writes the newest rendering of the cluster index to `path`, atomically, coalescing
-/// renderings that arrive while a write is in progress. `None` means this node does not
-/// lead: nothing is written.
-///
-/// Several nodes may share one log path (the original's single `Peer_files.log`). A leader
-/// that just stepped down can finish a slow write (fsync) after the new leader's, so every
-/// second the current leader checks that the file still holds its rendering and rewrites
-/// it if not.
-async fn log_writer(
-    path: PathBuf,
-    mut renderings: watch::Receiver<Option<String>>,
-    token: tokio_util::sync::CancellationToken,
-) {
-    let mut check = tokio::time::interval(Duration::from_secs(1));
-    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let repair = tokio::select! {
-            _ = token.cancelled() => return,
-            changed = renderings.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                false
-            }
-            _ = check.tick() => true,
-        };
-        let Some(text) = renderings.borrow_and_update().clone() else {
-            continue;
-        };
-        let path2 = path.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            if repair && std::fs::read(&path2).is_ok_and(|on_disk| on_disk == text.as_bytes()) {
-                return Ok(false);
-            }
-            netutil::durable::write_atomic(&path2, text.as_bytes()).map(|()| true)
-        })
-        .await;
-        match written {
-            Ok(Ok(true)) if repair => {
-                tracing::info!(
-                    "{} was overwritten by another node; rewrote it",
-                    path.display()
-                )
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("cannot write {}: {e}", path.display()),
-            Err(_) => tracing::warn!("writing {} failed", path.display()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn askers_that_gave_up_do_not_hold_places_for_the_index() {
-        let mut waiters = IndexWaiters::default();
-        let mut receivers = Vec::new();
-        for _ in 0..MAX_FILES_WAITERS {
-            let (tx, rx) = oneshot::channel();
-            assert!(waiters.admit(Waiter::Text(tx)).is_ok());
-            receivers.push(rx);
-        }
-        let (tx, _rx) = oneshot::channel();
-        assert!(waiters.admit(Waiter::Index(tx)).is_err(), "bounded");
-        // Every asker timed out; the leader never answered.
-        drop(receivers);
-        let (tx, mut rx) = oneshot::channel();
-        assert!(waiters.admit(Waiter::Text(tx)).is_ok());
-        for waiter in waiters.drain() {
-            if let Waiter::Text(tx) = waiter {
-                tx.send("index".into()).unwrap();
-            }
-        }
-        assert_eq!(rx.try_recv().unwrap(), "index");
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::election::{NodeId, Timing};
+use crate::cluster::election::{NodeId, Timing};
 
 /// Why the configuration is unusable. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -235,7 +235,7 @@ pub struct NodeConfig {
     /// How often the directory is rescanned for changes.
     pub rescan: Duration,
     /// How pieces are served to downloaders.
-    pub serve: crate::serve::ServeOptions,
+    pub serve: crate::swarm::serve::ServeOptions,
 }
 
 impl NodeConfig {

@@ -1,0 +1,15 @@
+//! The cluster: which nodes exist, which one leads, the links between them, and the index
+//! of every node's files that the leader keeps.
+//!
+//! * [`config`]: the cluster (ids and addresses), from flags or a TOML file.
+//! * [`election`]: the Bully election as a pure state machine (no I/O, no clock).
+//! * [`links`]: every TCP connection to or from another node starts here (dial, accept,
+//!   handshake, refuse, close), control links and swarm data connections alike.
+//! * [`index`]: scanning `--dir`, hashing files (cached), the cluster index and its log.
+//! * [`node`]: the event loop that wires them (and the swarm) together.
+
+pub mod config;
+pub mod election;
+pub mod index;
+pub mod links;
+pub mod node;

@@ -1,0 +1,133 @@
+//! What the node does for its users: console commands (`leader`, `peers`, `files`, `get`,
+//! `quit`) and the downloads they start, which ask the loop for the index and announce
+//! themselves as partial holders.
+
+use tokio::sync::oneshot;
+
+use super::files::Waiter;
+use super::{Node, TOO_MANY_WAITERS};
+use crate::cluster::election::Role;
+use crate::console::{self, Command};
+use crate::swarm::{self, SwarmEvent, MAX_DOWNLOADS};
+
+impl Node {
+    pub(super) fn on_swarm(&mut self, event: SwarmEvent) {
+        match event {
+            SwarmEvent::Index(reply) => match (&self.index, self.election.leader()) {
+                (Some(index), _) => {
+                    let _ = reply.send(Ok(index.clone()));
+                }
+                (None, Some(leader)) => {
+                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Index(reply)) {
+                        waiter.refuse(TOO_MANY_WAITERS);
+                    }
+                }
+                (None, None) => {
+                    let _ = reply.send(Err("no leader yet (an election is in progress)".into()));
+                }
+            },
+            SwarmEvent::Partial(entry) => {
+                self.partial.insert(entry.name.clone(), entry);
+                self.files_changed();
+            }
+            SwarmEvent::Finished(name) => {
+                self.downloads.remove(&name);
+                if self.partial.remove(&name).is_some() {
+                    self.files_changed();
+                }
+            }
+        }
+    }
+
+    /// Starts a download task for `get NAME`.
+    pub(super) fn start_download(&mut self, name: String) -> String {
+        if let Err(e) = swarm::check_name(&name) {
+            let line = format!("get {name}: failed: {e}");
+            tracing::warn!("{line}");
+            return line;
+        }
+        if self.downloads.contains(&name) {
+            return format!("get {name}: already downloading");
+        }
+        if self.downloads.len() >= MAX_DOWNLOADS {
+            return format!("get {name}: {MAX_DOWNLOADS} downloads are running; try again later");
+        }
+        self.downloads.insert(name.clone());
+        let ctx = self.swarm.clone();
+        let answer = format!("get {name}: looking for holders");
+        self.shutdown.spawn(async move {
+            let events = ctx.events.clone();
+            match swarm::download(ctx, name.clone()).await {
+                Ok(summary) => {
+                    let line = summary.to_string();
+                    tracing::info!("{line}");
+                    swarm::print_line(&line);
+                }
+                Err(e) => {
+                    let line = format!("get {name}: failed: {e}");
+                    tracing::warn!("{line}");
+                    swarm::print_line(&line);
+                }
+            }
+            let _ = events.send(SwarmEvent::Finished(name)).await;
+        });
+        answer
+    }
+
+    pub(super) fn on_console(&mut self, command: Command, reply: oneshot::Sender<String>) {
+        let answer = match command {
+            Command::Leader => match self.election.leader() {
+                Some(leader) if leader == self.me => format!(
+                    "Leader: Node {leader} (term {}), this node",
+                    self.election.term()
+                ),
+                Some(leader) => format!("Leader: Node {leader} (term {})", self.election.term()),
+                None => "No leader: an election is in progress".to_owned(),
+            },
+            Command::Peers => self.describe_peers(),
+            Command::Files => match (&self.index, self.election.leader()) {
+                (Some(index), _) => index.render(),
+                (None, Some(leader)) => {
+                    if let Err(waiter) = self.ask_leader_index(leader, Waiter::Text(reply)) {
+                        waiter.refuse(TOO_MANY_WAITERS);
+                    }
+                    return;
+                }
+                (None, None) => "No leader yet: the index is not known".to_owned(),
+            },
+            Command::Get(name) => self.start_download(name),
+            Command::Quit => {
+                tracing::info!("Node {} quitting (console)", self.me);
+                self.shutdown.trigger();
+                "bye".to_owned()
+            }
+            Command::Help => console::help().to_owned(),
+        };
+        let _ = reply.send(answer);
+    }
+
+    pub(super) fn describe_peers(&self) -> String {
+        let links = self.peers.links();
+        if links.is_empty() {
+            return "No connected nodes".to_owned();
+        }
+        let leader = self.election.leader();
+        let mut out = String::new();
+        for link in links {
+            let role = if Some(link.peer) == leader {
+                ", leader"
+            } else {
+                ""
+            };
+            let direction = if link.outbound { "dialed" } else { "accepted" };
+            out.push_str(&format!(
+                "Node {} at {} ({direction}{role})\n",
+                link.peer, link.addr
+            ));
+        }
+        if matches!(self.election.role(), Role::Leader { .. }) {
+            out.push_str("(this node leads)\n");
+        }
+        out
+    }
+}
