@@ -545,16 +545,48 @@ async fn line_mode_client_appends_and_prints() {
     let end = writer.sync.text().len_chars();
     writer.insert(end, "from bob\n").await;
     assert!(writer.settle(T).await);
-    let mut lines = Vec::new();
-    while let Ok(line) = line_rx.recv_timeout(T) {
-        let done = line.starts_with("Document updated:");
-        lines.push(line);
-        if done {
-            break;
+    let next_update = |lines: &mut Vec<String>| {
+        while let Ok(line) = line_rx.recv_timeout(T) {
+            let done = line.starts_with("Document updated");
+            lines.push(line);
+            if done {
+                return;
+            }
         }
-    }
+        panic!("no update line; got {lines:?}");
+    };
+    let mut lines = Vec::new();
+    next_update(&mut lines);
     assert_eq!(lines[..2], ["hello", "world"]);
-    assert_eq!(lines.last().unwrap(), "Document updated: from bob");
+    assert_eq!(
+        lines.last().unwrap(),
+        "Document updated (line 3, bob): from bob"
+    );
+
+    // Keystrokes on one line, each acknowledged before the next as a full-screen writer
+    // sends them, are reported as that line once it settles, not one line per key.
+    for ch in "Hi there".chars() {
+        let end = writer.sync.text().len_chars();
+        writer.insert(end, &ch.to_string()).await;
+        assert!(writer.settle(T).await);
+    }
+    let mut typed = Vec::new();
+    while typed.last().map(String::as_str) != Some("Document updated (line 4, bob): Hi there") {
+        next_update(&mut typed);
+    }
+    // A machine too loaded to send 8 keys within the settle time may split them once.
+    assert!(typed.len() <= 2, "one update per key: {typed:?}");
+    for line in &typed {
+        let text = line.strip_prefix("Document updated (line 4, bob): ");
+        assert!(text.is_some_and(|t| "Hi there".starts_with(t)), "{typed:?}");
+    }
+    // A deleted line is named by its number.
+    let start = writer.text().find("from bob").expect("line 3");
+    writer.delete(start, "from bob\n".len()).await;
+    assert!(writer.settle(T).await);
+    let mut deleted = Vec::new();
+    next_update(&mut deleted);
+    assert_eq!(deleted, ["Document updated: line 3 deleted (bob)"]);
     drop(watcher);
 
     let out = client("../x", &["--print"], "");

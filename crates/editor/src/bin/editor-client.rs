@@ -17,10 +17,20 @@ use netutil::{ConnectOptions, Family};
 /// arrows, Home/End, PgUp/PgDn, Ctrl-Home/End, paste; other participants' cursors are shown
 /// in colour with their names; Ctrl-Q quits (the server keeps every acknowledged edit).
 /// Otherwise (or with --lines) it prints the document, appends each input line to it and
-/// prints `Document updated: ...` for what others insert. If the connection drops it
+/// prints each line others change once it settles: `Document updated (line 3, alice): Hi
+/// there`, `Document updated: line 4 deleted (bob)`. If the connection drops it
 /// reconnects with backoff and sends what the server had not acknowledged.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:
+  editor-client --doc notes                        edit full-screen (on a terminal)
+  printf 'hello\\nworld\\n' | editor-client --doc notes   append two lines
+  editor-client --doc notes --print                print the document and exit
+  editor-client example.org --port 9000 --doc notes --name alice --lines
+                                                   follow changes line by line
+  editor-client --port 9000 --replay bench/traces/automerge-paper.json.gz --observers 16 --json"
+)]
 struct Args {
     /// Server host name or IPv4/IPv6 address.
     #[arg(default_value = "localhost")]
@@ -42,6 +52,11 @@ struct Args {
     /// Line mode even on a terminal: each input line is appended to the document.
     #[arg(long)]
     lines: bool,
+    /// Line mode: print every remote change as it arrives (`Document updated: <inserted
+    /// text>`, `Document updated: N characters deleted`) instead of each changed line
+    /// once it settles.
+    #[arg(long, conflicts_with = "print")]
+    raw_updates: bool,
     /// Replay an editing trace (`.json` or `.json.gz`, editing-traces format) into a fresh
     /// document as fast as the protocol allows, check every copy equals its endContent,
     /// print a summary and exit (status 1 on any mismatch).
@@ -104,6 +119,7 @@ async fn run() -> anyhow::Result<bool> {
         name,
         connect,
         print_only: args.print,
+        raw_updates: args.raw_updates,
     };
     if let Some(trace) = args.replay {
         netutil::init_logging();
@@ -125,7 +141,7 @@ async fn run() -> anyhow::Result<bool> {
         return Ok(summary.converged);
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if interactive && !args.lines && !args.print {
+    if interactive && !args.lines && !args.print && !args.raw_updates {
         // No logging: it would scribble over the screen. Problems show in the status line.
         tui::run(&options).await?;
         return Ok(true);

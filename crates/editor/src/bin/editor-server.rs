@@ -10,7 +10,14 @@ use editor::server::{self, Config};
 /// Collaborative plain-text editor server: many named documents, many clients each, every
 /// acknowledged change durable on disk.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:
+  editor-server                                    port 8080, documents in ./documents
+  editor-server --port 9000 --bind 127.0.0.1 --data-dir /srv/docs
+  editor-server --port 0                           any free port (the log says which)
+Then, from another terminal: editor-client --port 9000 --doc notes"
+)]
 struct Args {
     /// TCP port to listen on (0: let the OS pick; the log says which).
     #[arg(long, default_value_t = 8080)]

@@ -1,9 +1,13 @@
 //! Line mode, for scripts and pipes: print the document, append each input line to it,
-//! print what others insert, and exit once every line is acknowledged.
+//! print what others change, and exit once every line is acknowledged.
 //!
 //! `printf 'hello\nworld\n' | editor-client --doc notes` appends two lines;
 //! `editor-client --doc notes --print` prints the document and exits. If the connection
 //! drops, lines keep being read and are sent after the reconnect and catch-up.
+//!
+//! Others' changes are printed per changed line once they settle ([`super::updates`]);
+//! `--raw-updates` prints every change as it arrives instead, for scripts. Connection
+//! trouble goes to stderr in words (`editor-client: server shutting down; reconnecting…`).
 
 use std::io::Write;
 
@@ -11,6 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use super::link::{Link, LinkEvent, Target};
 use super::sync::{Event, SyncClient, SyncError};
+use super::updates::LineUpdates;
 use crate::ot::{Component, TextOperation};
 use crate::protocol::{random_key, ClientMsg, ErrorCode, MAX_DOCUMENT_BYTES};
 use netutil::{ConnectOptions, NetError};
@@ -25,6 +30,9 @@ pub struct LineOptions {
     pub connect: ConnectOptions,
     /// Print the document and exit.
     pub print_only: bool,
+    /// Print each remote change as it arrives (`Document updated: <inserted text>`)
+    /// instead of each changed line once it settles.
+    pub raw_updates: bool,
 }
 
 impl LineOptions {
@@ -42,7 +50,7 @@ impl LineOptions {
 pub enum ClientError {
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("server refused: {reason} ({code:?})")]
+    #[error("server refused: {reason}")]
     Server { code: ErrorCode, reason: String },
     #[error("the server closed the connection")]
     Closed,
@@ -79,9 +87,10 @@ pub async fn run(
     let mut sync = SyncClient::new(random_key());
     link.send(&sync.join(&options.document, &options.name))
         .await;
+    let mut updates = LineUpdates::new(sync.text());
     while !sync.is_joined() {
         let event = link.next().await;
-        handle(&mut sync, &mut link, options, event, out, false).await?;
+        handle(&mut sync, &mut link, options, event, out, None).await?;
     }
     let text = sync.text().to_string();
     out.write_all(text.as_bytes())?;
@@ -93,9 +102,12 @@ pub async fn run(
         return Ok(());
     }
 
+    updates.rebase(sync.text());
+
     let mut lines = input.lines();
     let mut input_open = true;
     while input_open || sync.has_pending() {
+        let due = updates.due();
         tokio::select! {
             line = lines.next_line(), if input_open => match line? {
                 Some(line) => {
@@ -104,16 +116,43 @@ pub async fn run(
                     if sync.text().len_bytes() + line.len() + 2 > MAX_DOCUMENT_BYTES {
                         return Err(ClientError::TooLarge);
                     }
+                    // Others' changes so far are reported against the text before ours.
+                    print_lines(&updates.report(sync.text()), out)?;
                     if let Some(msg) = append_line(&mut sync, &line)? {
                         link.send(&msg).await;
                     }
+                    updates.rebase(sync.text());
                 }
                 None => input_open = false,
             },
-            event = link.next() => handle(&mut sync, &mut link, options, event, out, true).await?,
+            event = link.next() => {
+                handle(&mut sync, &mut link, options, event, out, Some(&mut updates)).await?
+            }
+            _ = sleep_until(due), if due.is_some() => {
+                print_lines(&updates.report(sync.text()), out)?;
+            }
         }
     }
+    print_lines(&updates.report(sync.text()), out)?;
     Ok(())
+}
+
+/// Sleeps until `when` (never returns for None; the caller guards that branch).
+async fn sleep_until(when: Option<std::time::Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn print_lines(lines: &[String], out: &mut impl Write) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
 }
 
 /// Appends `line` as a line of its own at the end of the document.
@@ -131,17 +170,17 @@ async fn handle(
     options: &LineOptions,
     event: LinkEvent,
     out: &mut impl Write,
-    show_updates: bool,
+    mut updates: Option<&mut LineUpdates>,
 ) -> Result<(), ClientError> {
     let msg = match event {
         LinkEvent::Message(msg) => msg,
         LinkEvent::Lost { reason } => {
             sync.disconnected();
-            tracing::warn!("connection lost ({reason}); reconnecting…");
+            eprintln!("editor-client: connection lost ({reason}); reconnecting…");
             return Ok(());
         }
         LinkEvent::Connected => {
-            tracing::info!("reconnected; catching up");
+            eprintln!("editor-client: reconnected; catching up");
             link.send(&sync.join(&options.document, &options.name))
                 .await;
             return Ok(());
@@ -153,36 +192,57 @@ async fn handle(
             Event::Error { code, reason } if is_fatal(code) => {
                 return Err(ClientError::Server { code, reason })
             }
-            Event::Error { code, reason } => {
-                tracing::warn!("server: {reason} ({code:?})");
+            Event::Error { reason, .. } => {
+                // The server's reason is already words ("server shutting down", "too
+                // slow"); the code is for programs. The reconnect says "reconnecting…".
                 link.lose(reason);
             }
-            Event::Reset { discarded: true } => {
-                tracing::warn!("the server's copy replaced ours; unacknowledged lines were lost")
+            Event::Reset { discarded } => {
+                if discarded {
+                    eprintln!(
+                        "editor-client: the server's copy replaced ours; unacknowledged lines were lost"
+                    );
+                }
+                if let Some(updates) = updates.as_deref_mut() {
+                    updates.rebase(sync.text());
+                }
             }
-            Event::RemoteEdit { op, .. } if show_updates => print_update(&op, out)?,
+            Event::RemoteEdit { author, op } => match updates.as_deref_mut() {
+                None => {}
+                Some(_) if options.raw_updates => print_update(&op, out)?,
+                Some(updates) => {
+                    let name = sync
+                        .participants()
+                        .find(|p| p.id == author)
+                        .map_or_else(|| "someone".to_owned(), |p| p.name.clone());
+                    updates.remote_change(&name, std::time::Instant::now());
+                }
+            },
             _ => {}
         }
     }
     Ok(())
 }
 
-/// `Document updated: <inserted text>` for each insert of a remote change.
+/// `--raw-updates`: `Document updated: <inserted text>` for each insert of a remote change
+/// (every line of a multi-line insert prefixed), `Document updated: N characters deleted`.
 fn print_update(op: &TextOperation, out: &mut impl Write) -> std::io::Result<()> {
     let mut deleted = 0;
     for c in op.components() {
         match c {
-            Component::Insert(s) => writeln!(
-                out,
-                "Document updated: {}",
-                s.strip_suffix('\n').unwrap_or(s)
-            )?,
+            Component::Insert(s) => {
+                for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
+                    writeln!(out, "Document updated: {line}")?;
+                }
+            }
             Component::Delete(n) => deleted += n,
             Component::Retain(_) => {}
         }
     }
-    if deleted > 0 {
-        writeln!(out, "Document updated: {deleted} characters deleted")?;
+    match deleted {
+        0 => {}
+        1 => writeln!(out, "Document updated: 1 character deleted")?,
+        n => writeln!(out, "Document updated: {n} characters deleted")?,
     }
     out.flush()
 }
