@@ -280,6 +280,7 @@ async fn hostile_input_is_refused_and_harms_nobody() {
         name: "mallory".into(),
         key: 42,
         known_revision: None,
+        token: None,
     };
     for bad in ["../x", ".hidden", "a/b", "", "x\0y", &"n".repeat(65)] {
         let mut conn = raw_connect(port).await;
@@ -455,6 +456,7 @@ async fn slow_client_is_dropped_not_waited_for() {
             name: "sleeper".into(),
             key: 7,
             known_revision: None,
+            token: None,
         })
         .await
         .unwrap();
@@ -685,6 +687,7 @@ async fn presence_flood_is_rate_limited() {
             name: "flooder".into(),
             key: 99,
             known_revision: None,
+            token: None,
         })
         .await
         .unwrap();
@@ -748,6 +751,7 @@ async fn pipelined_changes_are_refused() {
         name: "eager".into(),
         key: 5,
         known_revision: None,
+        token: None,
     })
     .await
     .unwrap();

@@ -3,8 +3,9 @@
 //! Carried by netutil (4-byte length-prefixed postcard frames, handshake naming protocol
 //! `editor` version 1). A session is:
 //!
-//! 1. client → `Join { document, name, key, known_revision }`
-//! 2. server → `Snapshot` (the whole text) or, when the client said which revision it has
+//! 1. client → `Join { document, name, key, known_revision, token }`
+//! 2. server → `Access` (what the token allows: read-only or not, the display name used),
+//!    then `Snapshot` (the whole text) or, when the client said which revision it has
 //!    and the server still holds every change since, `Catchup` (just those changes).
 //! 3. then, in any order: client → `Change` / `Presence`; server → `Ack` (to the author),
 //!    `Remote` (to everyone else), `Presence`, `Left`, and `Error` just before it closes.
@@ -22,7 +23,7 @@ use crate::presence::{Participant, Selection};
 /// Protocol name, version and frame limit for netutil's handshake and framing.
 pub const PROTOCOL: netutil::Protocol = netutil::Protocol {
     name: "editor",
-    version: 1,
+    version: 2,
     max_frame: MAX_FRAME,
 };
 
@@ -47,6 +48,9 @@ pub enum ClientMsg {
         /// The document incarnation and revision the client already has (None: send me
         /// a snapshot).
         known_revision: Option<Known>,
+        /// An access token minted by `editor-server token` (needed from other machines,
+        /// or from anywhere with `--require-token`); checked before the document is loaded.
+        token: Option<String>,
     },
     /// An edit made on revision `base_revision`. `seq` counts the client's changes (per
     /// key, strictly increasing); the server applies each `(key, seq)` at most once.
@@ -111,8 +115,13 @@ pub enum ServerMsg {
     Presence(Participant),
     /// A participant left.
     Left { id: u64 },
-    /// The request was refused; the server closes the connection after sending it.
+    /// The request was refused; the server closes the connection after sending it, except
+    /// for `ReadOnly` (a change from a read-only participant is dropped, the session goes on).
     Error { code: ErrorCode, reason: String },
+    /// Sent once after a `Join` is accepted, before the snapshot or catch-up: whether this
+    /// participant may change the document, and the display name the others see (a
+    /// token's label overrides the name the client asked for).
+    Access { read_only: bool, name: String },
 }
 
 /// Machine-readable class of an [`ServerMsg::Error`].
@@ -145,6 +154,18 @@ pub enum ErrorCode {
     Busy,
     /// A second change was sent before the first was acknowledged.
     InFlight,
+    /// This connection needs an access token and sent none.
+    TokenRequired,
+    /// The token is not one this server signed (forged, damaged, or from another server).
+    BadToken,
+    /// The token has expired.
+    TokenExpired,
+    /// The token was revoked on the server.
+    TokenRevoked,
+    /// The token does not cover this document.
+    WrongDocument,
+    /// A read-only participant sent a change; it was dropped and the session goes on.
+    ReadOnly,
 }
 
 /// Checks a document name: 1 to 64 of `[A-Za-z0-9._-]`, not starting with a dot, so a name

@@ -44,6 +44,8 @@ pub enum Event {
     Participants,
     /// The server refused something and is closing the connection.
     Error { code: ErrorCode, reason: String },
+    /// The server told what this participant may do and under which name it appears.
+    Access { read_only: bool, name: String },
 }
 
 /// The server broke the protocol's ordering rules, or a local edit does not fit the text.
@@ -53,6 +55,8 @@ pub enum SyncError {
     OutOfOrder { expected: u64, got: u64 },
     #[error("no document yet: wait for the server's snapshot")]
     NotReady,
+    #[error("read-only: your edits are not accepted")]
+    ReadOnly,
     #[error(transparent)]
     Ot(#[from] OtError),
 }
@@ -86,6 +90,10 @@ pub struct SyncClient {
     participants: BTreeMap<u64, Participant>,
     selection: Option<Selection>,
     presence_dirty: bool,
+    /// Sent in every `Join`; never shown.
+    token: Option<String>,
+    /// Whether the server said our edits are not accepted.
+    read_only: bool,
 }
 
 impl SyncClient {
@@ -104,7 +112,20 @@ impl SyncClient {
             participants: BTreeMap::new(),
             selection: None,
             presence_dirty: false,
+            token: None,
+            read_only: false,
         }
+    }
+
+    /// Sends `token` with every `Join` (see `editor-server token`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// True once the server said this participant may only read.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The local text: server revision plus unacknowledged local edits.
@@ -152,6 +173,7 @@ impl SyncClient {
                 epoch: self.epoch,
                 revision,
             }),
+            token: self.token.clone(),
         }
     }
 
@@ -165,6 +187,9 @@ impl SyncClient {
     pub fn edit(&mut self, op: TextOperation) -> Result<Option<ClientMsg>, SyncError> {
         if self.revision.is_none() {
             return Err(SyncError::NotReady);
+        }
+        if self.read_only {
+            return Err(SyncError::ReadOnly);
         }
         op.apply(&mut self.text)?;
         if let Some(sel) = self.selection {
@@ -280,6 +305,10 @@ impl SyncClient {
                 events.push(Event::Participants);
             }
             ServerMsg::Error { code, reason } => events.push(Event::Error { code, reason }),
+            ServerMsg::Access { read_only, name } => {
+                self.read_only = read_only;
+                events.push(Event::Access { read_only, name });
+            }
         }
         Ok(events)
     }

@@ -245,7 +245,7 @@ impl App {
                     return Err(ClientError::Server { code, reason })
                 }
                 Event::Error { reason, .. } => link.lose(reason),
-                Event::Acked { .. } | Event::Participants => {}
+                Event::Acked { .. } | Event::Participants | Event::Access { .. } => {}
             }
         }
         Ok(())

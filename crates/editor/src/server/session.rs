@@ -76,6 +76,7 @@ pub async fn run(
             name,
             key,
             known_revision,
+            token: _,
         }))) => (document, name, key, known_revision),
         Ok(Ok(Some(_))) => {
             return refuse(
