@@ -14,6 +14,7 @@
 //! * [`limits`]: per-source shares (IPv6 by /64) and a memory budget in bytes, shared by
 //!   a server's connections, each released by dropping its guard.
 //! * [`log_limit`]: repeated warnings once per key per interval, with a count of the rest.
+//! * [`noise`]: authenticated, encrypted streams (Noise XX) and the static keys they prove.
 //! * [`durable`]: atomic, durable file replacement (temp file, fsync, rename, fsync dir).
 //! * [`cli`]: how a binary reports a failure: one line on stderr, exit status 1.
 //! * [`names`]: the characters no name shown to other users may contain (bidi overrides).
@@ -31,6 +32,7 @@ pub mod listen;
 pub mod log_limit;
 pub mod logging;
 pub mod names;
+pub mod noise;
 pub mod shutdown;
 pub mod transport;
 
