@@ -10,6 +10,7 @@ pub mod netns;
 pub mod p2p;
 pub mod process;
 pub mod require;
+pub mod strace;
 
 pub use netns::Netns;
 pub use process::{bin_path, Proc};
