@@ -116,3 +116,34 @@ fn editor_client_without_user_in_the_environment_uses_the_system_login_name() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn p2p_node_on_a_taken_port_fails_at_once_and_creates_nothing() {
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let spare = closed_port();
+    let dir = tempfile_dir("p2p-taken");
+    let output = run(
+        "p2p-node",
+        &[
+            "--id",
+            "1",
+            "--peer",
+            &format!("1=127.0.0.1:{port}"),
+            "--peer",
+            &format!("2=127.0.0.1:{spare}"),
+            "--dir",
+            dir.to_str().expect("utf-8"),
+            "--index-log",
+            dir.with_extension("log").to_str().expect("utf-8"),
+        ],
+    );
+    assert_one_line_error(
+        "p2p-node",
+        &output,
+        &[&format!(
+            "port {port} is in use (is node 1 already running?)"
+        )],
+    );
+    assert!(!dir.exists(), "{} was created", dir.display());
+}

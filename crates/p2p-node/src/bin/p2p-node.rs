@@ -14,10 +14,25 @@ use p2p_node::swarm::serve::ServeOptions;
 /// One node of a peer-to-peer cluster: elects the lowest live id as leader (Bully), keeps
 /// a star of links to it, and shares the files of its directory in the leader's index
 /// (written to Peer_files.log). `get NAME` downloads a file from every node holding it at
-/// once, in verified 1 MiB pieces, resumable (NAME.part). Commands on stdin: leader, peers,
-/// files, get NAME, quit.
+/// once, in verified 1 MiB pieces, resumable (NAME.part).
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Console commands (typed on stdin; line editing and history on a terminal):
+  leader      which node leads, and in which term
+  peers       every node of the cluster: leader, connected, unreachable, last seen
+  files       the cluster's file index (every shared file and its holders)
+  get NAME    download NAME from every node holding it into this node's directory
+  help        this list
+  quit        stop this node (also Ctrl-C, Ctrl-D)
+
+Examples:
+  p2p-node --id 1                  node 1 of the default cluster (127.0.0.1:9001..9003),
+                                   sharing ./Node1
+  p2p-node --id 2 --cluster cluster.toml --dir /srv/share
+  p2p-node --id 1 --peer 1=127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=[::1]:7003
+  p2p-node --id 3 --upload-limit 20    serve at most 20 MB/s to downloaders"
+)]
 struct Args {
     /// This node's id; must be one of the cluster's ids.
     #[arg(long)]
@@ -76,9 +91,13 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     netutil::init_logging();
+    netutil::cli::exit_code("p2p-node", run(args).await)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let cluster = match (&args.cluster, args.peer.is_empty()) {
         (Some(path), _) => Cluster::load(path)?,
         (None, false) => Cluster::from_peers(&args.peer)?,
@@ -129,13 +148,19 @@ async fn main() -> anyhow::Result<()> {
     }
     config.validate()?;
     let shutdown = netutil::Shutdown::new();
-    let node = tokio::spawn(p2p_node::cluster::node::run(config, shutdown.clone()));
-    tokio::select! {
-        _ = netutil::shutdown_signal() => {}
-        _ = shutdown.triggered() => {}
-    }
+    let mut node = tokio::spawn(p2p_node::cluster::node::run(config, shutdown.clone()));
+    let early = tokio::select! {
+        _ = netutil::shutdown_signal() => None,
+        _ = shutdown.triggered() => None,
+        // A node that cannot start (its port is taken) ends on its own: say why at once.
+        result = &mut node => Some(result),
+    };
     shutdown.drain(Duration::from_secs(2)).await;
-    match node.await {
+    let result = match early {
+        Some(result) => result,
+        None => node.await,
+    };
+    match result {
         Ok(result) => result?,
         Err(e) => anyhow::bail!("node task failed: {e}"),
     }

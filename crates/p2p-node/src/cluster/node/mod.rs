@@ -58,6 +58,10 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Net(#[from] NetError),
+    /// Checked before anything is created, so a second start of the same node fails at
+    /// once and leaves nothing behind.
+    #[error("port {port} is in use (is node {id} already running?)")]
+    PortInUse { port: u16, id: NodeId },
     #[error("cannot use directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -70,10 +74,6 @@ pub enum NodeError {
 pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError> {
     let me = config.id;
     let own = config.cluster.require(me)?.clone();
-    std::fs::create_dir_all(&config.dir).map_err(|source| NodeError::Dir {
-        path: config.dir.clone(),
-        source,
-    })?;
     let listen: Vec<SocketAddr> = match config.listen {
         Some(addr) => vec![addr],
         None => match own.host.parse::<IpAddr>() {
@@ -81,7 +81,19 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
             Err(_) => Vec::new(),
         },
     };
-    let mut listener = netutil::bind_tcp(&listen, own.port)?;
+    let mut listener = netutil::bind_tcp(&listen, own.port).map_err(|e| match e {
+        NetError::Bind { addr, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            NodeError::PortInUse {
+                port: addr.port(),
+                id: me,
+            }
+        }
+        other => NodeError::Net(other),
+    })?;
+    std::fs::create_dir_all(&config.dir).map_err(|source| NodeError::Dir {
+        path: config.dir.clone(),
+        source,
+    })?;
     tracing::info!(
         "Node {me} started: cluster ids {:?}, sharing {}, index log {}",
         config.cluster.ids(),
