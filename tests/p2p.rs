@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::bin_path;
 use e2e::p2p::{
-    frame, hello_frame, last_leader, log_lists, log_time, read_frame, wait_agreement, Cluster,
-    NsCluster, HANG_GUARD,
+    bully_message, frame, hello_frame, hello_message, last_leader, log_lists, log_time, read_frame,
+    wait_agreement, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
 };
 
 /// Seconds since midnight UTC now, comparable with log timestamps.
@@ -194,6 +194,106 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
     assert!(
         !text.contains("escape") && !text.contains("Node 9"),
         "{text}"
+    );
+}
+
+/// `MAX_TERM` of the election (u64::MAX / 4); the largest term a node accepts.
+const MAX_TERM: u64 = u64::MAX / 4;
+
+#[test]
+fn a_member_sending_terms_at_the_top_cannot_split_the_cluster() {
+    let mut cluster = Cluster::new("terms", 3);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    // A fake node 2 links to follower 3 and claims to lead at the top of the term space:
+    // MAX_TERM - 1 (node 3's term there, as in the issue), then MAX_TERM - 2 (node 2's own,
+    // so node 3 does follow it), with a Hello that has seen MAX_TERM - 1.
+    let sent_at = now_of_day();
+    let mut fake = TcpStream::connect(("127.0.0.1", cluster.ports[&3])).unwrap();
+    fake.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    fake.write_all(&hello_frame()).unwrap();
+    fake.write_all(&frame(&hello_message(2, MAX_TERM - 1)))
+        .unwrap();
+    let _their_netutil_hello = read_frame(&mut fake).unwrap();
+    let their_hello = read_frame(&mut fake).unwrap();
+    assert_eq!(
+        &their_hello[..2],
+        &[0, 3],
+        "Hello from node 3: {their_hello:?}"
+    );
+    fake.write_all(&frame(&bully_message(2, MAX_TERM - 1)))
+        .unwrap();
+    fake.write_all(&frame(&bully_message(2, MAX_TERM - 2)))
+        .unwrap();
+    // (Which of the two it takes depends on the rules; that it takes one shows the test
+    // reaches the election.)
+    let needle = format!("Leader elected: Node 2 (term {}", MAX_TERM / 1000);
+    assert!(
+        cluster.node(3).wait_for(&needle, HANG_GUARD).is_some(),
+        "node 3 never took the fake claim\n{}",
+        cluster.logs()
+    );
+    // Within the failure timeout (1 s) plus 1 s, node 1 leads everyone again, in a term at
+    // or below MAX_TERM that every node accepts.
+    let lines = cluster
+        .wait_agreement(1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no agreement on node 1\n{}", cluster.logs()));
+    let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+    assert!(
+        agreed - sent_at < 2.0,
+        "agreed {:.3} s after the fake claim\n{}",
+        agreed - sent_at,
+        cluster.logs()
+    );
+    assert!(lines[0].term <= MAX_TERM, "{lines:?}");
+    // And it stays so: one leader, node 1, for all three.
+    drop(fake);
+    std::thread::sleep(Duration::from_secs(3));
+    let later = cluster.wait_agreement(1, Duration::ZERO);
+    assert_eq!(
+        later.map(|l| l[0].term),
+        Some(lines[0].term),
+        "{}",
+        cluster.logs()
+    );
+    // Terms at the top must not stop later elections: failover to node 2, then node 1
+    // restarts and takes over again.
+    let killed_at = now_of_day();
+    cluster.kill9(1);
+    let lines = cluster
+        .wait_agreement(2, HANG_GUARD)
+        .unwrap_or_else(|| panic!("no failover to node 2\n{}", cluster.logs()));
+    let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+    assert!(
+        agreed - killed_at < 2.0,
+        "failover {:.3} s",
+        agreed - killed_at
+    );
+    let restarted_at = now_of_day();
+    cluster.start(1);
+    let lines = cluster
+        .wait_agreement(1, HANG_GUARD)
+        .unwrap_or_else(|| panic!("node 1 did not take over again\n{}", cluster.logs()));
+    let agreed = lines.iter().map(|l| l.at).fold(0.0, f64::max);
+    assert!(
+        agreed - restarted_at < 2.0,
+        "takeover {:.3} s\n{}",
+        agreed - restarted_at,
+        cluster.logs()
+    );
+    assert!(lines[0].term <= MAX_TERM, "{lines:?}");
+    // The highest term is kept in each node's directory, and not shared as a file.
+    let saved = std::fs::read_to_string(cluster.dir(1).join(TERM_FILE)).unwrap();
+    assert!(
+        saved.trim().parse::<u64>().unwrap() > MAX_TERM / 2,
+        "{saved}"
+    );
+    assert!(
+        !cluster.read_log().contains(".p2p-node"),
+        "{}",
+        cluster.read_log()
     );
 }
 

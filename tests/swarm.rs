@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use e2e::p2p::{
     frame, get_file, get_file_once_indexed, hello_frame, holders_in_log, read_frame, same_content,
-    write_random, Cluster, NsCluster, HANG_GUARD,
+    write_random, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
 };
 
 const MIB: usize = 1 << 20;
@@ -78,6 +78,7 @@ fn a_64_mib_file_from_one_holder_and_from_three_is_byte_identical() {
     let mut names: Vec<String> = std::fs::read_dir(cluster.dir(1))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != TERM_FILE)
         .collect();
     names.sort();
     assert_eq!(
@@ -297,6 +298,7 @@ fn path_traversal_and_bogus_identities_are_refused() {
     let entries: Vec<String> = std::fs::read_dir(cluster.dir(1))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != TERM_FILE)
         .collect();
     assert_eq!(entries, vec!["from-node-1.txt"]);
 

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use crate::netns::Netns;
 use crate::process::{bin_path, Proc};
 
+/// The file in each node's directory where it keeps the highest election term it saw.
+pub const TERM_FILE: &str = ".p2p-node.term";
+
 /// Guards against hangs only; behaviour is asserted separately.
 pub const HANG_GUARD: Duration = Duration::from_secs(20);
 
@@ -37,6 +40,36 @@ pub fn hello_frame() -> Vec<u8> {
     payload.extend_from_slice(b"p2p-node");
     payload.push(2);
     frame(&payload)
+}
+
+/// An unsigned integer as postcard writes it (LEB128 varint).
+pub fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `Message::Hello { id, term }`, postcard-encoded (variant 0).
+pub fn hello_message(id: u32, term: u64) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend(varint(u64::from(id)));
+    out.extend(varint(term));
+    out
+}
+
+/// `Message::Bully(ElectionMsg)` with election variant `kind` (0 Election, 1 Alive,
+/// 2 Coordinator, 3 Heartbeat, 4 HeartbeatAck) and `term`, postcard-encoded.
+pub fn bully_message(kind: u8, term: u64) -> Vec<u8> {
+    let mut out = vec![2, kind];
+    out.extend(varint(term));
+    out
 }
 
 /// `payload` behind netutil's 4-byte big-endian length prefix.

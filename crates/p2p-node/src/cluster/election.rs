@@ -17,6 +17,24 @@
 //!   re-asserts itself with a fresh term: this is how a restarted or reconnected low id takes
 //!   over, and how two partition leaders merge into one.
 //! * Followers answer heartbeats, so the leader notices silent followers and drops them.
+//!
+//! Terms a member cannot have earned (a bug, a restored old disk, a forged message) must not
+//! split the cluster, whatever numbers arrive:
+//! * a claim to lead (`Coordinator`, `Heartbeat`) is only believed with a term its sender
+//!   owns (`term % cluster_size` is its position, and terms start at 1); others are
+//!   ignored, so no member can claim another's term;
+//! * terms above [`MAX_TERM`] are ignored (room for arithmetic), and terms never stop
+//!   elections: each node owns exactly one term in the top `cluster_size` terms up to
+//!   `MAX_TERM` (the ceiling). A node whose next term would pass its ceiling term takes
+//!   that one again, and once both a claim and the followed leader sit at the ceiling,
+//!   where terms can no longer grow, the Bully rule alone decides: the lower id wins.
+//!   So a jump to `MAX_TERM - 1` costs the cluster its term history, not its leader;
+//! * the shell persists the highest term seen ([`Election::restore_max_term`]), so a
+//!   restarted node does not go back to terms it already used.
+//!
+//! Why no bound on how far one message may move a term: honest nodes that a confused
+//! member pushed unevenly would then refuse each other's real terms for good, while with
+//! the ceiling rule every sequence of terms ends with the lowest live id leading.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -182,6 +200,12 @@ impl Election {
         self.max_term
     }
 
+    /// Starts from the highest term seen before a restart (persisted by the shell), so this
+    /// node's next terms are above every term it used. Call before [`Input::Start`].
+    pub fn restore_max_term(&mut self, term: Term) {
+        self.max_term = self.max_term.max(term.min(MAX_TERM));
+    }
+
     /// The leader this node follows or is, if any.
     pub fn leader(&self) -> Option<NodeId> {
         match self.role {
@@ -239,12 +263,52 @@ impl Election {
         out
     }
 
-    /// The smallest term above everything seen that belongs to this node.
+    /// The smallest term above everything seen that belongs to this node, or its ceiling
+    /// term when there is none below [`MAX_TERM`].
     fn next_own_term(&self) -> Term {
         let n = self.ids.len() as Term;
-        let position = self.ids.iter().position(|&id| id == self.me).unwrap_or(0) as Term;
+        let position = self.position(self.me);
         let floor = self.max_term.saturating_add(1);
-        floor.saturating_add((position + n - floor % n) % n)
+        let next = floor.saturating_add((position + n - floor % n) % n);
+        next.min(self.ceiling_term(position))
+    }
+
+    /// A node's position in the sorted ids (its terms are those with `term % n == it`).
+    fn position(&self, id: NodeId) -> Term {
+        self.ids.iter().position(|&i| i == id).unwrap_or(0) as Term
+    }
+
+    /// The highest term ≤ [`MAX_TERM`] that the node at `position` owns.
+    fn ceiling_term(&self, position: Term) -> Term {
+        let n = self.ids.len() as Term;
+        MAX_TERM - (MAX_TERM % n + n - position) % n
+    }
+
+    /// True for the top `n` terms, where terms can no longer grow (one per node).
+    fn at_ceiling(&self, term: Term) -> bool {
+        term > MAX_TERM - self.ids.len() as Term
+    }
+
+    /// True when `term` may be led by `from`: it is one of `from`'s terms.
+    fn owns(&self, from: NodeId, term: Term) -> bool {
+        term >= 1 && term % self.ids.len() as Term == self.position(from)
+    }
+
+    /// Whether a claim by `from` to lead `term` is newer than the leader this node follows
+    /// (or is): a term at least as high, or, when both sit at the ceiling, a lower (or the
+    /// same) id.
+    fn claim_is_newer(&self, from: NodeId, term: Term) -> bool {
+        if self.at_ceiling(term) && self.at_ceiling(self.term) {
+            return self.leader().is_none_or(|leader| from <= leader);
+        }
+        term >= self.term
+    }
+
+    /// Whether a higher id showing `term` means this node must act (re-assert if leading,
+    /// elect if following): a newer term, unless both sit at the ceiling, where the lower
+    /// id already wins.
+    fn higher_term_matters(&self, term: Term) -> bool {
+        term > self.term && !(self.at_ceiling(term) && self.at_ceiling(self.term))
     }
 
     fn start_election(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -315,7 +379,7 @@ impl Election {
         self.connected.insert(peer);
         self.max_term = self.max_term.max(term);
         if let Role::Leader { .. } = self.role {
-            if term > self.term {
+            if self.higher_term_matters(term) {
                 // The peer has seen a newer term (it led a partition, or followed one):
                 // re-assert above it so everyone converges on us.
                 self.become_leader(now, out);
@@ -402,12 +466,14 @@ impl Election {
     /// leader answers the higher id itself). A node already electing carries on.
     fn on_higher(&mut self, now: Instant, from: NodeId, term: Term, out: &mut Vec<Action>) {
         match self.role {
-            Role::Leader { .. } if term > self.term => self.become_leader(now, out),
+            Role::Leader { .. } if self.higher_term_matters(term) => self.become_leader(now, out),
             Role::Leader { .. } => out.push(Action::Send {
                 to: from,
                 msg: Msg::Coordinator { term: self.term },
             }),
-            Role::Follower { .. } if term > self.term => self.start_election(now, out),
+            Role::Follower { .. } if self.higher_term_matters(term) => {
+                self.start_election(now, out)
+            }
             Role::Follower { .. }
             | Role::Electing { .. }
             | Role::AwaitingCoordinator { .. }
@@ -436,10 +502,18 @@ impl Election {
 
     /// A `Coordinator` or `Heartbeat`: `from` claims to lead `term`.
     fn on_claim(&mut self, now: Instant, from: NodeId, term: Term, out: &mut Vec<Action>) {
+        if !self.owns(from, term) {
+            // Not a term `from` can lead: a confused or forged claim. Believing it would
+            // let two nodes lead one term.
+            return;
+        }
         self.max_term = self.max_term.max(term);
         if from < self.me {
-            if term >= self.term {
+            if self.claim_is_newer(from, term) {
                 self.follow(now, from, term, out);
+            } else if self.at_ceiling(term) {
+                // Both at the ceiling and our leader is lower: it reaches `from` itself
+                // (a leader links to every node); answering here would only ping-pong.
             } else {
                 // A lower id leading an older term than ours: tell it there is a newer one,
                 // it will re-assert above it and everyone follows it.

@@ -35,6 +35,10 @@ struct Cached {
     trusted: bool,
 }
 
+/// The node's own state in its directory: the highest election term it has seen (see
+/// `cluster::node`), with its temp files. Never shared as a file.
+pub const TERM_FILE: &str = ".p2p-node.term";
+
 /// This node's shared directory and the hash cache. Scanning does blocking file I/O: run it
 /// on a blocking thread (`spawn_blocking`).
 #[derive(Debug)]
@@ -70,7 +74,7 @@ impl LocalIndex {
                 tracing::debug!("skipping a file whose name is not UTF-8");
                 continue;
             };
-            if !is_safe_name(&name) || is_download_artifact(&name) {
+            if !is_safe_name(&name) || is_download_artifact(&name) || name.starts_with(TERM_FILE) {
                 continue;
             }
             if let Some(meta) = shareable(&root, &entry.path()) {

@@ -388,15 +388,136 @@ fn hostile_terms_are_ignored() {
     }
     assert_eq!(e.term(), term);
     assert_eq!(e.leader(), Some(1));
-    // The largest accepted term still leaves room for ours above it.
+    // A higher id that has seen the largest accepted term: node 1 re-asserts, at its own
+    // ceiling term, which every node accepts.
+    let out = e.handle(
+        t0,
+        Input::Connected {
+            peer: 3,
+            term: MAX_TERM,
+        },
+    );
+    let (leader, term) = elected(&out).unwrap();
+    assert_eq!(leader, 1);
+    assert!(
+        term <= MAX_TERM && term > MAX_TERM - 3 && term % 3 == 0,
+        "{term}"
+    );
+}
+
+#[test]
+fn claims_with_a_term_their_sender_does_not_own_are_ignored() {
+    let t0 = Instant::now();
+    let mut e = Election::new(3, &[1, 2, 3], Timing::default());
+    e.handle(t0, Input::Start);
     e.handle(
         t0,
         Input::Message {
-            from: 3,
+            from: 1,
+            msg: Msg::Coordinator { term: 3 },
+        },
+    );
+    assert_eq!(e.leader(), Some(1));
+    // Node 2 owns terms 1, 4, 7, ...: 0, 3 and MAX_TERM - 1 (node 3's) are not its own.
+    for term in [0, 3, 5, MAX_TERM - 1] {
+        assert_eq!(MAX_TERM % 3, 0);
+        for msg in [Msg::Coordinator { term }, Msg::Heartbeat { term }] {
+            let out = e.handle(t0, Input::Message { from: 2, msg });
+            assert!(out.is_empty(), "{msg:?}: {out:?}");
+        }
+    }
+    assert_eq!((e.leader(), e.term(), e.max_term()), (Some(1), 3, 3));
+}
+
+#[test]
+fn terms_at_the_ceiling_do_not_stop_elections() {
+    let t0 = Instant::now();
+    // Node 3 follows node 2 at node 2's ceiling term (MAX_TERM - 2; MAX_TERM % 3 == 0).
+    let mut e = Election::new(3, &[1, 2, 3], Timing::default());
+    e.handle(t0, Input::Start);
+    let top2 = MAX_TERM - 2;
+    let out = e.handle(
+        t0,
+        Input::Message {
+            from: 2,
+            msg: Msg::Coordinator { term: top2 },
+        },
+    );
+    assert_eq!(elected(&out), Some((2, top2)));
+    // Node 1 cannot go above; it takes its own ceiling term, MAX_TERM itself here.
+    let mut one = Election::new(1, &[1, 2, 3], Timing::default());
+    one.handle(t0, Input::Start);
+    let out = one.handle(
+        t0,
+        Input::Connected {
+            peer: 3,
+            term: top2,
+        },
+    );
+    assert_eq!(elected(&out), Some((1, MAX_TERM)));
+    // Again at the ceiling: the same term, not one past MAX_TERM.
+    let out = one.handle(
+        t0,
+        Input::Message {
+            from: 2,
+            msg: Msg::Election { term: MAX_TERM },
+        },
+    );
+    assert_eq!(one.term(), MAX_TERM);
+    assert!(!sends(&out).is_empty());
+    // Node 3 takes node 1's claim, and no longer follows node 2 at the ceiling, whatever
+    // the order of the terms up there.
+    let out = e.handle(
+        t0,
+        Input::Message {
+            from: 1,
             msg: Msg::Coordinator { term: MAX_TERM },
         },
     );
-    assert!(e.term() > MAX_TERM);
+    assert_eq!(elected(&out), Some((1, MAX_TERM)));
+    let out = e.handle(
+        t0,
+        Input::Message {
+            from: 2,
+            msg: Msg::Heartbeat { term: top2 },
+        },
+    );
+    assert_eq!(e.leader(), Some(1));
+    assert!(out.is_empty(), "no ping-pong with node 2: {out:?}");
+    // In a cluster where the lowest id owns a lower ceiling term than a higher id, the
+    // lower id still wins at the ceiling.
+    let mut four = Election::new(4, &[1, 2, 3, 4], Timing::default());
+    four.handle(t0, Input::Start);
+    let (c1, c3) = (MAX_TERM - 3, MAX_TERM - 1);
+    assert_eq!((c1 % 4, c3 % 4), (0, 2));
+    four.handle(
+        t0,
+        Input::Message {
+            from: 3,
+            msg: Msg::Coordinator { term: c3 },
+        },
+    );
+    let out = four.handle(
+        t0,
+        Input::Message {
+            from: 1,
+            msg: Msg::Coordinator { term: c1 },
+        },
+    );
+    assert_eq!(elected(&out), Some((1, c1)));
+}
+
+#[test]
+fn a_restored_term_is_not_used_again() {
+    let t0 = Instant::now();
+    let mut e = Election::new(1, &[1, 2, 3], Timing::default());
+    e.restore_max_term(41);
+    let out = e.handle(t0, Input::Start);
+    assert_eq!(elected(&out), Some((1, 42)));
+    let mut e = Election::new(1, &[1, 2, 3], Timing::default());
+    e.restore_max_term(u64::MAX);
+    let out = e.handle(t0, Input::Start);
+    assert_eq!(elected(&out), Some((1, MAX_TERM)));
 }
 
 // ----- simulator -----
@@ -441,11 +562,16 @@ struct Sim {
     channel_time: BTreeMap<(NodeId, NodeId), Instant>,
     rng: Rng,
     loss_percent: u64,
-    /// Every (leader, term) ever announced by a leader about itself.
+    /// Every (leader, term) ever named by a node, leader or follower.
     led: BTreeMap<Term, NodeId>,
     /// Nodes whose last DialAll is still in force.
     dialing: BTreeSet<NodeId>,
     timing: Timing,
+    /// Members that run no election: they accept links, ignore what they receive, and
+    /// send (see [`Sim::confuse`]) election messages and `Hello`s with any terms.
+    confused: BTreeSet<NodeId>,
+    /// The last term a confused member sent, for repeats and decreasing sequences.
+    last_wild: Term,
 }
 
 impl Sim {
@@ -468,11 +594,60 @@ impl Sim {
             led: BTreeMap::new(),
             dialing: BTreeSet::new(),
             timing: Timing::default(),
+            confused: BTreeSet::new(),
+            last_wild: 0,
         }
     }
 
     fn alive(&self, id: NodeId) -> bool {
-        matches!(self.nodes.get(&id), Some(Some(_)))
+        self.confused.contains(&id) || matches!(self.nodes.get(&id), Some(Some(_)))
+    }
+
+    /// A term such as a confused member sends: 0, at or around the top, repeated,
+    /// decreasing, far jumps, one it owns at the ceiling, or an ordinary small one.
+    fn wild_term(&mut self, from: NodeId) -> Term {
+        let n = self.ids.len() as Term;
+        let position = self.ids.iter().position(|&i| i == from).unwrap_or(0) as Term;
+        let term = match self.rng.below(10) {
+            0 => 0,
+            1 => MAX_TERM - 1,
+            2 => MAX_TERM,
+            3 => MAX_TERM.saturating_add(1 + self.rng.below(3)),
+            4 => self.last_wild,
+            5 => self.last_wild.saturating_sub(1 + self.rng.below(1000)),
+            6 => self
+                .last_wild
+                .saturating_add(1 << (20 + self.rng.below(40))),
+            7 => MAX_TERM - (MAX_TERM % n + n - position) % n,
+            8 => self.rng.below(MAX_TERM),
+            _ => self.rng.below(100),
+        };
+        self.last_wild = term;
+        term
+    }
+
+    /// The confused member `from` sends one message with a wild term to a random other
+    /// node (dialing it with a wild term in its `Hello` when not linked).
+    fn confuse(&mut self, from: NodeId) {
+        let others: Vec<NodeId> = self.ids.iter().copied().filter(|&i| i != from).collect();
+        let to = others[self.rng.below(others.len() as u64) as usize];
+        let term = self.wild_term(from);
+        let msg = match self.rng.below(5) {
+            0 => Msg::Election { term },
+            1 => Msg::Alive { term },
+            2 => Msg::Coordinator { term },
+            3 => Msg::Heartbeat { term },
+            _ => Msg::HeartbeatAck { term },
+        };
+        self.send(from, to, msg);
+    }
+
+    /// Honest live nodes that can talk to each other.
+    fn honest_majority(&self) -> Vec<NodeId> {
+        self.majority()
+            .into_iter()
+            .filter(|i| !self.confused.contains(i))
+            .collect()
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {
@@ -495,7 +670,10 @@ impl Sim {
         self.schedule(at, Event::Input(to, input));
     }
 
-    fn term_of(&self, id: NodeId) -> Term {
+    fn term_of(&mut self, id: NodeId) -> Term {
+        if self.confused.contains(&id) {
+            return self.wild_term(id);
+        }
         match self.nodes.get(&id) {
             Some(Some(e)) => e.max_term,
             _ => 0,
@@ -559,10 +737,10 @@ impl Sim {
             match action {
                 Action::Send { to, msg } => self.send(me, to, msg),
                 Action::LeaderElected { leader, term } => {
-                    if leader == me {
-                        if let Some(previous) = self.led.insert(term, me) {
-                            assert_eq!(previous, me, "term {term} led by two nodes");
-                        }
+                    // Leaders and followers alike: every node that names a leader for a
+                    // term names the same one.
+                    if let Some(previous) = self.led.insert(term, leader) {
+                        assert_eq!(previous, leader, "term {term} led by two nodes");
                     }
                 }
                 Action::LeaderLost { .. } => {}
@@ -668,9 +846,10 @@ impl Sim {
             .collect()
     }
 
-    /// The component agrees on its lowest id, and every cut-off live node leads itself.
+    /// The component agrees on its lowest honest id, and every cut-off live honest node
+    /// leads itself.
     fn settled(&self) -> Result<(), String> {
-        let group = self.majority();
+        let group = self.honest_majority();
         if let Some(&lowest) = group.first() {
             let expected = self.leader_of(lowest);
             if expected.map(|(l, _)| l) != Some(lowest) {
@@ -686,7 +865,10 @@ impl Sim {
             }
         }
         for &id in &self.cut {
-            if self.alive(id) && self.leader_of(id).map(|(l, _)| l) != Some(id) {
+            if self.alive(id)
+                && !self.confused.contains(&id)
+                && self.leader_of(id).map(|(l, _)| l) != Some(id)
+            {
                 return Err(format!("cut-off node {id} does not lead itself"));
             }
         }
@@ -844,7 +1026,15 @@ fn cut_follower_leads_itself_and_rejoins() {
 fn chaos_once(seed: u64) {
     let mut sim = Sim::new(2 + (seed % 6) as u32, seed);
     let n = sim.ids.len() as u64;
-    let mut order = sim.ids.clone();
+    // Every other seed, one member sends election messages with wild terms throughout.
+    let confused = (seed % 2 == 1).then(|| 1 + sim.rng.below(n) as NodeId);
+    sim.confused.extend(confused);
+    let mut order: Vec<NodeId> = sim
+        .ids
+        .iter()
+        .copied()
+        .filter(|i| Some(*i) != confused)
+        .collect();
     for i in (1..order.len()).rev() {
         order.swap(i, sim.rng.below(i as u64 + 1) as usize);
     }
@@ -856,6 +1046,16 @@ fn chaos_once(seed: u64) {
     sim.loss_percent = sim.rng.below(20);
     for _ in 0..(5 + sim.rng.below(10)) {
         let id = 1 + sim.rng.below(n) as NodeId;
+        if let Some(c) = confused {
+            for _ in 0..sim.rng.below(20) {
+                sim.confuse(c);
+                let gap = ms(sim.rng.below(50));
+                sim.run_for(gap);
+            }
+            if id == c {
+                continue;
+            }
+        }
         match sim.rng.below(5) {
             0 | 1 if sim.alive(id) => sim.crash(id),
             0 | 1 => sim.start(id),
@@ -885,6 +1085,49 @@ fn chaos_once(seed: u64) {
         "seed {seed} after {:?}",
         sim.elapsed()
     );
+}
+
+/// A member sends election messages with every kind of wrong term (0, at and around
+/// `MAX_TERM`, repeats, decreasing, far jumps) to a settled cluster, then falls silent (still
+/// linked): within the failure timeout plus 1 s the lowest live id leads everyone, and
+/// never do two nodes lead one term.
+fn wild_terms_once(seed: u64) {
+    let timing = Timing::default();
+    let n = 3 + (seed % 5) as u32;
+    let mut sim = Sim::new(n, seed);
+    let confused = 1 + sim.rng.below(u64::from(n)) as NodeId;
+    sim.confused.insert(confused);
+    for id in 1..=n {
+        if id != confused {
+            sim.start(id);
+        }
+    }
+    sim.time_to_settle(ms(3000));
+    for _ in 0..(1 + sim.rng.below(200)) {
+        sim.confuse(confused);
+        let gap = ms(sim.rng.below(30));
+        sim.run_for(gap);
+        if sim.rng.chance(2) {
+            // A restart in the middle of it, so some nodes start over at term 0.
+            let victims = sim.honest_majority();
+            let victim = victims[sim.rng.below(victims.len() as u64) as usize];
+            sim.crash(victim);
+            let down = ms(sim.rng.below(100));
+            sim.run_for(down);
+            sim.start(victim);
+        }
+    }
+    let took = sim.time_to_settle(timing.failure_timeout + ms(1000));
+    assert!(took <= timing.failure_timeout + ms(1000), "seed {seed}");
+    sim.run_for(ms(3000));
+    assert_eq!(sim.settled(), Ok(()), "seed {seed} stays settled");
+}
+
+#[test]
+fn wild_terms_from_a_member_do_not_split_the_cluster() {
+    for seed in 0..300 {
+        wild_terms_once(seed);
+    }
 }
 
 #[test]

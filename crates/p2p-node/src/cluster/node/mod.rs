@@ -32,11 +32,11 @@ mod files;
 mod tasks;
 
 use files::{IndexWaiters, Waiter};
-use tasks::{log_writer, scan_loop};
+use tasks::{log_writer, read_term, scan_loop, term_writer};
 
 use crate::cluster::config::{ConfigError, NodeConfig};
-use crate::cluster::election::{Action, Election, Input, NodeId};
-use crate::cluster::index::{ClusterIndex, LocalIndex};
+use crate::cluster::election::{Action, Election, Input, NodeId, Term};
+use crate::cluster::index::{ClusterIndex, LocalIndex, TERM_FILE};
 use crate::cluster::links::{PeerEvent, Peers, Verdict};
 use crate::console::{self, Request};
 use crate::swarm::serve::Library;
@@ -106,6 +106,9 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
     let (files_tx, mut files_rx) = mpsc::channel(4);
     let (console_tx, mut console_rx) = mpsc::channel::<Request>(4);
     let (log_tx, log_rx) = watch::channel(None);
+    let term_path = config.dir.join(TERM_FILE);
+    let restored_term = read_term(&term_path);
+    let (term_tx, term_rx) = watch::channel(restored_term);
     let (swarm_tx, mut swarm_rx) = mpsc::channel::<SwarmEvent>(64);
     let library = Arc::new(Library::new(config.dir.clone(), config.serve.clone()));
 
@@ -117,6 +120,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         token.clone(),
     ));
     shutdown.spawn(log_writer(config.index_log.clone(), log_rx, token.clone()));
+    shutdown.spawn(term_writer(term_path, term_rx, token.clone()));
     shutdown.spawn(console::run(console_tx, token.clone()));
 
     let peers = Peers::new(
@@ -142,12 +146,14 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         local_files: None,
         index: None,
         log_tx,
+        term_tx,
         files_waiters: IndexWaiters::default(),
         shutdown: shutdown.clone(),
         swarm,
         downloads: BTreeSet::new(),
         partial: BTreeMap::new(),
     };
+    node.election.restore_max_term(restored_term);
     node.input(Input::Start);
 
     let mut maintenance = tokio::time::interval(MAINTENANCE);
@@ -189,6 +195,8 @@ struct Node {
     /// The cluster index, while this node leads.
     index: Option<ClusterIndex>,
     log_tx: watch::Sender<Option<String>>,
+    /// The highest term seen, for [`term_writer`] to persist.
+    term_tx: watch::Sender<Term>,
     /// Console `files` requests and downloads waiting for the leader's `Index`.
     files_waiters: IndexWaiters,
     shutdown: Shutdown,
@@ -209,6 +217,9 @@ impl Node {
                 self.apply(action, &mut work);
             }
         }
+        let term = self.election.max_term();
+        self.term_tx
+            .send_if_modified(|saved| std::mem::replace(saved, term) != term);
     }
 
     pub(super) fn apply(&mut self, action: Action, work: &mut VecDeque<Input>) {

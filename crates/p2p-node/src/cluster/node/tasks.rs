@@ -1,13 +1,14 @@
-//! The node's background tasks: rescanning the shared directory, and writing the leader's
-//! index log atomically.
+//! The node's background tasks: rescanning the shared directory, writing the leader's
+//! index log atomically, and persisting the highest election term seen.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::cluster::election::Term;
 use crate::cluster::index::LocalIndex;
 use crate::swarm::serve::Library;
 use crate::wire::FileEntry;
@@ -110,6 +111,44 @@ pub(super) async fn log_writer(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("cannot write {}: {e}", path.display()),
             Err(_) => tracing::warn!("writing {} failed", path.display()),
+        }
+    }
+}
+
+/// The highest term this node saw before it restarted (0 when there is no readable record).
+pub(super) fn read_term(path: &Path) -> Term {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!("{}: not a term; starting from 0", path.display());
+            0
+        }),
+        Err(_) => 0,
+    }
+}
+
+/// Persists the highest election term seen whenever it changes, atomically (temp file,
+/// fsync, rename), so that a restarted node starts above every term it used. Terms change
+/// once per election, so the writes are few; they coalesce while one is in progress.
+pub(super) async fn term_writer(
+    path: PathBuf,
+    mut terms: watch::Receiver<Term>,
+    token: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = terms.changed() => if changed.is_err() {
+                return;
+            },
+        }
+        let term = *terms.borrow_and_update();
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            netutil::durable::write_atomic(&target, format!("{term}\n").as_bytes())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!("cannot record term {term} in {}: {e}", path.display());
         }
     }
 }
