@@ -534,10 +534,74 @@ impl Serialize for TextOperation {
     }
 }
 
+/// Most components an operation may have on the wire. Decoding costs memory per
+/// component (about 40 bytes, more than the byte or two each takes in a frame), so without
+/// a bound one 8 MiB frame of one-character components would cost 200 MB to decode. Real
+/// edits, even composed while waiting for an acknowledgement, have far fewer.
+pub const MAX_COMPONENTS: usize = 250_000;
+
 impl<'de> Deserialize<'de> for TextOperation {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let components = Vec::<Component>::deserialize(deserializer)?;
+        let components = deserializer.deserialize_seq(BoundedComponents)?;
         TextOperation::from_components(components).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Decodes a component list, refusing it as soon as it is longer than [`MAX_COMPONENTS`]
+/// (postcard announces the length first, so before any component is decoded).
+struct BoundedComponents;
+
+impl<'de> serde::de::Visitor<'de> for BoundedComponents {
+    type Value = Vec<Component>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a list of at most {MAX_COMPONENTS} components")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let too_many = |n: usize| {
+            <A::Error as serde::de::Error>::custom(format!(
+                "operation of {n} components exceeds the limit of {MAX_COMPONENTS}"
+            ))
+        };
+        let announced = seq.size_hint().unwrap_or(0);
+        if announced > MAX_COMPONENTS {
+            return Err(too_many(announced));
+        }
+        let mut components = Vec::with_capacity(announced.min(4096));
+        while let Some(component) = seq.next_element()? {
+            if components.len() == MAX_COMPONENTS {
+                return Err(too_many(MAX_COMPONENTS + 1));
+            }
+            components.push(component);
+        }
+        Ok(components)
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_with_too_many_components_is_refused_before_decoding_them() {
+        let ok = TextOperation::from_components(vec![Component::Retain(1); 1]).unwrap();
+        let bytes = postcard::to_stdvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<TextOperation>(&bytes).unwrap(), ok);
+        // MAX_COMPONENTS + 1 one-character retains: refused on the count.
+        let mut hostile = Vec::new();
+        let mut n = MAX_COMPONENTS as u64 + 1;
+        while n >= 0x80 {
+            hostile.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        hostile.push(n as u8);
+        let one = postcard::to_stdvec(&Component::Retain(1)).unwrap();
+        for _ in 0..=MAX_COMPONENTS {
+            hostile.extend_from_slice(&one);
+        }
+        let err = postcard::from_bytes::<TextOperation>(&hostile).unwrap_err();
+        assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err:?}");
     }
 }
 

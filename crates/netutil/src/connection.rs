@@ -137,6 +137,35 @@ impl<Rx: DeserializeOwned, Tx: Serialize, S: Transport> Connection<Rx, Tx, S> {
         send_frame_on(&mut self.framed, frame, self.peer, max, Framed::get_mut).await
     }
 
+    /// Sends one frame whose payload is `parts` one after the other, written straight from
+    /// them after whatever is queued: a large payload shared by many peers (a document
+    /// snapshot) is never copied per peer.
+    pub async fn send_frame_parts(&mut self, parts: &[Bytes]) -> Result<(), NetError> {
+        let peer = self.peer;
+        let max = self.framed.codec().max_frame();
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        let header = match u32::try_from(len) {
+            Ok(n) if len <= max => n.to_be_bytes(),
+            _ => {
+                return Err(NetError::FrameTooLarge {
+                    peer,
+                    len: len as u64,
+                    max,
+                })
+            }
+        };
+        SinkExt::<Bytes>::flush(&mut self.framed)
+            .await
+            .map_err(|e| frame_error(e, peer))?;
+        let io = |source| NetError::Io { peer, source };
+        let writer = self.framed.get_mut();
+        writer.write_all(&header).await.map_err(io)?;
+        for part in parts {
+            writer.write_all(part).await.map_err(io)?;
+        }
+        writer.flush().await.map_err(io)
+    }
+
     /// Flushes messages queued by [`feed`](Self::feed).
     pub async fn flush(&mut self) -> Result<(), NetError> {
         let peer = self.peer;

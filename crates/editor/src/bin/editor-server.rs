@@ -48,6 +48,36 @@ struct Args {
     /// Seconds a document with no clients stays loaded before it is saved and unloaded.
     #[arg(long, default_value_t = 60)]
     idle_unload: u64,
+    /// Bytes all clients together may hold in the server (frames being received, messages
+    /// queued for them), in MiB. Near it, new joins are refused with a reason; at it, the
+    /// clients holding the most unread data are disconnected first (they catch up on
+    /// reconnect). Example: --max-memory 256.
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    max_memory: usize,
+    /// Bytes queued for one client, in MiB, before it is disconnected as too slow (at
+    /// least one snapshot always fits).
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    client_queue_bytes: usize,
+    /// Seconds a client may take to finish a frame once its first byte arrived; a client
+    /// that starts a large frame and stalls is closed after it.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    frame_timeout: u64,
+    /// Connections one source may hold (a source is an IPv4 address or an IPv6 /64;
+    /// 127.0.0.1 and 127.0.0.2 are two). More get a Busy error.
+    #[arg(long, default_value_t = 2_000)]
+    max_connections_per_source: usize,
+    /// Connections one source may have between accept and Join (handshake not done);
+    /// more are closed at once.
+    #[arg(long, default_value_t = 512)]
+    max_handshakes_per_source: usize,
+    /// Documents one source may have loaded on its behalf (joining a document someone
+    /// else loaded is free). More get a Busy error until some unload.
+    #[arg(long, default_value_t = 256)]
+    max_documents_per_source: usize,
+    /// Presence (cursor) updates a client may send per second, twice that in a burst.
+    /// Beyond it the server stops reading from the client; after 10 s of that, it closes.
+    #[arg(long, default_value_t = 200)]
+    presence_rate: u32,
 }
 
 #[tokio::main]
@@ -76,6 +106,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client_queue: args.client_queue.max(16),
         save_interval: Duration::from_secs(args.save_interval.max(1)),
         idle_unload: Duration::from_secs(args.idle_unload),
+        max_memory: args.max_memory.max(16).saturating_mul(1024 * 1024),
+        client_queue_bytes: args.client_queue_bytes.max(8).saturating_mul(1024 * 1024),
+        frame_timeout: Duration::from_secs(args.frame_timeout.max(1)),
+        max_connections_per_source: args.max_connections_per_source,
+        max_handshakes_per_source: args.max_handshakes_per_source,
+        max_documents_per_source: args.max_documents_per_source,
+        presence_rate: args.presence_rate,
         ..Config::default()
     };
     let shutdown = netutil::Shutdown::new();

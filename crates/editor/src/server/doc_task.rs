@@ -7,18 +7,25 @@
 //! first commits whatever changes precede it, and presence updates wait for the end of the
 //! batch, so nobody is ever shown text (or a cursor in text) that is not yet on disk.
 //!
-//! Outgoing messages go into each session's bounded queue with `try_send`: a full queue
-//! means that client is not reading, and it is disconnected (it will reconnect and catch
-//! up) rather than allowed to hold the document back.
+//! Outgoing messages go into each session's queue, bounded in messages and bytes
+//! ([`OutQueue`]): a full queue means that client is not reading, and it is disconnected
+//! (it will reconnect and catch up) rather than allowed to hold the document back. A
+//! snapshot's text is encoded once per revision and shared by every joiner.
+//!
+//! Fairness: presence updates are coalesced (the latest per client) and broadcast at most
+//! every [`PRESENCE_FLUSH`], and the task gives the runtime a chance to run other tasks
+//! between commands, so a flood on one document does not delay the others.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use netutil::SourceGuard;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-use super::registry::{Outgoing, Registry};
+use super::outgoing::{snapshot_parts, OutQueue, Refused, SharedText};
+use super::registry::Registry;
 use crate::document::{ChangeError, Committed, Document, Outcome};
 use crate::ot::{Component, TextOperation};
 use crate::presence::{Participant, Selection};
@@ -34,6 +41,9 @@ const MAX_JOURNAL_BYTES: u64 = 32 * 1024 * 1024;
 /// A journal buffer grown past this by a large batch is freed rather than kept.
 const MAX_KEPT_RECORD_BUFFER: usize = 256 * 1024;
 
+/// Shortest interval between two presence broadcasts of one document.
+pub const PRESENCE_FLUSH: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// A catch-up larger than this (estimated bytes) is replaced by a snapshot.
 const MAX_CATCHUP_BYTES: usize = MAX_FRAME / 2;
 
@@ -46,7 +56,7 @@ pub struct JoinRequest {
     pub key: u64,
     pub name: String,
     pub known_revision: Option<Known>,
-    pub out: mpsc::Sender<Outgoing>,
+    pub out: OutQueue,
     pub kick: Kick,
     pub reply: Option<oneshot::Sender<Result<(), (ErrorCode, String)>>>,
 }
@@ -75,7 +85,7 @@ struct Member {
     key: u64,
     id: u64,
     name: String,
-    out: mpsc::Sender<Outgoing>,
+    out: OutQueue,
     kick: Option<Kick>,
     selection: Option<Selection>,
 }
@@ -85,7 +95,7 @@ struct Pending {
     session: u64,
     seq: u64,
     revision: u64,
-    remote: Outgoing,
+    remote: Arc<ServerMsg>,
 }
 
 struct DocState {
@@ -98,10 +108,29 @@ struct DocState {
     pending: Vec<Pending>,
     dirty: bool,
     last_used: Instant,
+    /// The current revision's text, encoded once for every joiner's snapshot.
+    shared_text: Option<Arc<SharedText>>,
+    /// The latest presence of each client not yet broadcast, and when the next broadcast
+    /// may go out.
+    presence_due: Vec<(u64, u64, Option<Selection>)>,
+    presence_next: Instant,
+    /// The source this document was loaded for holds one of its shares while it is.
+    _opened: SourceGuard,
+}
+
+/// The first message for a joiner.
+enum First {
+    Catchup(ServerMsg),
+    Snapshot(Vec<Participant>),
 }
 
 /// Loads document `name` and serves its commands until shutdown or idle unload.
-pub async fn run(name: String, mut rx: mpsc::Receiver<DocCmd>, registry: Arc<Registry>) {
+pub async fn run(
+    name: String,
+    mut rx: mpsc::Receiver<DocCmd>,
+    registry: Arc<Registry>,
+    opened: SourceGuard,
+) {
     let storage = registry.storage.clone();
     let limit = registry.config.history;
     let load_name = name.clone();
@@ -126,6 +155,10 @@ pub async fn run(name: String, mut rx: mpsc::Receiver<DocCmd>, registry: Arc<Reg
         pending: Vec::new(),
         dirty: false,
         last_used: Instant::now(),
+        shared_text: None,
+        presence_due: Vec::new(),
+        presence_next: Instant::now(),
+        _opened: opened,
     };
     let token = registry.shutdown.token();
     let mut save = interval(registry.config.save_interval);
@@ -143,6 +176,9 @@ pub async fn run(name: String, mut rx: mpsc::Receiver<DocCmd>, registry: Arc<Reg
                 if !ok {
                     break;
                 }
+            }
+            _ = tokio::time::sleep_until(state.presence_next), if !state.presence_due.is_empty() => {
+                state.flush_presence();
             }
             _ = save.tick() => {
                 let due = state.dirty || state.journal_len() > MAX_JOURNAL_BYTES;
@@ -175,7 +211,9 @@ async fn refuse_all(
     registry: &Registry,
     reason: String,
 ) {
-    tracing::error!("cannot open document {name}: {reason}");
+    if let Some(more) = registry.shares.should_log_doc(name, "open") {
+        tracing::error!("cannot open document {name}: {reason}{more}");
+    }
     rx.close();
     while let Some(cmd) = rx.recv().await {
         if let DocCmd::Join(mut req) = cmd {
@@ -197,10 +235,12 @@ impl DocState {
 
     /// Handles one batch; false when the document must stop (storage failed).
     async fn handle_batch(&mut self, batch: &mut Vec<DocCmd>) -> bool {
-        // Presence updates are applied once per session per batch, after the batch's
-        // changes: a client flooding cursor moves costs the others one message per batch.
-        let mut presences: Vec<(u64, u64, Option<Selection>)> = Vec::new();
+        // Presence updates are kept (the latest per session) and broadcast after the
+        // batch's changes, at most every PRESENCE_FLUSH: a client flooding cursor moves
+        // costs the others one message per interval.
         for cmd in batch.drain(..) {
+            // Other documents' tasks and sessions get the runtime between commands.
+            tokio::task::consume_budget().await;
             match cmd {
                 DocCmd::Change {
                     session,
@@ -212,9 +252,9 @@ impl DocState {
                     session,
                     base_revision,
                     selection,
-                } => match presences.iter_mut().find(|(s, _, _)| *s == session) {
+                } => match self.presence_due.iter_mut().find(|(s, _, _)| *s == session) {
                     Some(latest) => *latest = (session, base_revision, selection),
-                    None => presences.push((session, base_revision, selection)),
+                    None => self.presence_due.push((session, base_revision, selection)),
                 },
                 other => {
                     if !self.commit().await {
@@ -231,10 +271,17 @@ impl DocState {
         if !self.commit().await {
             return false;
         }
-        for (session, base_revision, selection) in presences {
-            self.presence(session, base_revision, selection);
+        if Instant::now() >= self.presence_next {
+            self.flush_presence();
         }
         true
+    }
+
+    fn flush_presence(&mut self) {
+        self.presence_next = Instant::now() + PRESENCE_FLUSH;
+        for (session, base_revision, selection) in std::mem::take(&mut self.presence_due) {
+            self.presence(session, base_revision, selection);
+        }
     }
 
     fn change(&mut self, session: u64, seq: u64, base_revision: u64, op: TextOperation) {
@@ -312,7 +359,9 @@ impl DocState {
                 self.journal = Some(journal);
             }
             Ok((_, _, Err(e))) => {
-                tracing::error!("document {}: journal write failed: {e}", self.name);
+                if let Some(more) = self.registry.shares.should_log_doc(&self.name, "journal") {
+                    tracing::error!("document {}: journal write failed: {e}{more}", self.name);
+                }
                 self.kick_all(
                     ErrorCode::Unavailable,
                     "the server cannot save this document",
@@ -329,6 +378,8 @@ impl DocState {
             }
         }
         let pending = std::mem::take(&mut self.pending);
+        // The shared snapshot text is of an older revision now.
+        self.shared_text = None;
         for p in &pending {
             if let ServerMsg::Remote(change) = &*p.remote {
                 for m in self.members.values_mut() {
@@ -336,14 +387,18 @@ impl DocState {
                 }
             }
         }
-        let too_slow: Vec<u64> = self
+        let shares = &self.registry.shares;
+        let failed: Vec<(u64, Refused)> = self
             .members
             .iter()
-            .filter(|(&session, m)| !deliver_in_order(session, m, &pending))
-            .map(|(&session, _)| session)
+            .filter_map(|(&session, m)| {
+                deliver_in_order(session, m, &pending, shares)
+                    .err()
+                    .map(|why| (session, why))
+            })
             .collect();
-        for session in too_slow {
-            self.deliver_failed(session);
+        for (session, why) in failed {
+            self.deliver_failed(session, why);
         }
         true
     }
@@ -365,9 +420,19 @@ impl DocState {
         }
         let participants: Vec<Participant> =
             self.members.values().map(Member::participant).collect();
-        let first = self.first_message(id, req.known_revision, participants);
-        if req.out.try_send(Arc::new(first)).is_err() {
-            return;
+        let pushed = match self.first_message(id, req.known_revision, participants) {
+            First::Catchup(msg) => req.out.push_msg(Arc::new(msg), &self.registry.shares),
+            First::Snapshot(participants) => self.push_snapshot(&req.out, id, participants),
+        };
+        match pushed {
+            Ok(()) => {}
+            Err(Refused::OverBudget) => {
+                if let Some(reply) = req.reply.take() {
+                    let _ = reply.send(Err(over_budget(&self.registry)));
+                }
+                return;
+            }
+            Err(_) => return,
         }
         let member = Member {
             addr: req.addr,
@@ -395,7 +460,7 @@ impl DocState {
         you: u64,
         known: Option<Known>,
         participants: Vec<Participant>,
-    ) -> ServerMsg {
+    ) -> First {
         let epoch = self.doc.epoch();
         let known = known
             .filter(|k| k.epoch == epoch)
@@ -407,7 +472,7 @@ impl DocState {
                 .map(|c| crate::document::op_weight(&c.op))
                 .sum();
             if weight <= MAX_CATCHUP_BYTES {
-                return ServerMsg::Catchup {
+                return First::Catchup(ServerMsg::Catchup {
                     you,
                     epoch,
                     changes: changes
@@ -415,16 +480,35 @@ impl DocState {
                         .map(Committed::to_remote)
                         .collect::<Vec<RemoteChange>>(),
                     participants,
-                };
+                });
             }
         }
-        ServerMsg::Snapshot {
-            you,
-            epoch,
-            revision: self.doc.revision(),
-            text: self.doc.text().to_string(),
-            participants,
-        }
+        First::Snapshot(participants)
+    }
+
+    /// Queues a snapshot for a joiner: its own few bytes around the revision's shared text.
+    fn push_snapshot(
+        &mut self,
+        out: &OutQueue,
+        you: u64,
+        participants: Vec<Participant>,
+    ) -> Result<(), Refused> {
+        let revision = self.doc.revision();
+        let text = match &self.shared_text {
+            Some(text) if text.revision == revision => text.clone(),
+            _ => {
+                self.shared_text = None;
+                let text = SharedText::encode(revision, self.doc.text(), &self.registry.shares)?;
+                self.shared_text = Some(text.clone());
+                text
+            }
+        };
+        let Some((head, tail)) = snapshot_parts(you, self.doc.epoch(), revision, participants)
+        else {
+            tracing::error!("document {}: cannot encode a snapshot", self.name);
+            return Err(Refused::Closed);
+        };
+        out.push_snapshot(head, text, tail, &self.registry.shares)
     }
 
     fn presence(&mut self, session: u64, base_revision: u64, selection: Option<Selection>) {
@@ -470,30 +554,35 @@ impl DocState {
     }
 
     /// Queues `msg` for `session`; a full queue disconnects that client.
-    fn deliver(&mut self, session: u64, msg: Outgoing) {
+    fn deliver(&mut self, session: u64, msg: Arc<ServerMsg>) {
         let Some(m) = self.members.get(&session) else {
             return;
         };
-        match m.out.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.deliver_failed(session),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.leave(session),
+        if let Err(why) = m.out.push_msg(msg, &self.registry.shares) {
+            self.deliver_failed(session, why);
         }
     }
 
-    fn deliver_failed(&mut self, session: u64) {
-        if let Some(m) = self.members.get(&session) {
+    fn deliver_failed(&mut self, session: u64, why: Refused) {
+        let Some(m) = self.members.get(&session) else {
+            return;
+        };
+        let (code, reason) = match why {
+            Refused::Closed => return self.leave(session),
+            Refused::Full => (
+                ErrorCode::TooSlow,
+                "you fell too far behind; reconnect to catch up".to_owned(),
+            ),
+            Refused::OverBudget => over_budget(&self.registry),
+        };
+        if let Some(more) = self.registry.shares.should_log(m.addr.ip(), "slow") {
             tracing::warn!(
-                "{} {}: outgoing queue full; disconnecting this slow client",
+                "{} {}: outgoing queue full; disconnecting this slow client ({reason}){more}",
                 m.addr,
                 m.name
             );
-            self.kick(
-                session,
-                ErrorCode::TooSlow,
-                "you fell too far behind; reconnect to catch up".into(),
-            );
         }
+        self.kick(session, code, reason);
     }
 
     fn kick(&mut self, session: u64, code: ErrorCode, reason: String) {
@@ -542,7 +631,9 @@ impl DocState {
                 // replaced; after that it may be unlinked or ignored by the next load, and
                 // changes acknowledged into it would be lost. Stop instead: the next join
                 // reloads from disk, which load() always finds consistent.
-                tracing::error!("document {}: saving failed: {e}", self.name);
+                if let Some(more) = self.registry.shares.should_log_doc(&self.name, "save") {
+                    tracing::error!("document {}: saving failed: {e}{more}", self.name);
+                }
                 self.kick_all(
                     ErrorCode::Unavailable,
                     "the server cannot save this document",
@@ -557,12 +648,26 @@ impl DocState {
     }
 }
 
+/// The server's memory budget is spent: what a refused client is told.
+fn over_budget(registry: &Registry) -> (ErrorCode, String) {
+    let mib = registry.shares.memory.limit() / (1024 * 1024);
+    (
+        ErrorCode::Busy,
+        format!("the server is short of memory (--max-memory {mib} MiB in use); try again later"),
+    )
+}
+
 /// Queues a batch's committed changes for one member (its own as `Ack`, others' as
-/// `Remote`), in revision order. Stops at the first full queue and returns false: the
+/// `Remote`), in revision order. Stops at the first full queue and fails: the
 /// session may be draining its queue meanwhile, and a later change slipping in after a
 /// dropped one would reach the client as a gap in the revisions, which it cannot recover
 /// from. A closed queue belongs to a session whose Leave is on its way.
-fn deliver_in_order(session: u64, member: &Member, pending: &[Pending]) -> bool {
+fn deliver_in_order(
+    session: u64,
+    member: &Member,
+    pending: &[Pending],
+    shares: &super::shares::Shares,
+) -> Result<(), Refused> {
     for p in pending {
         let msg = if session == p.session {
             Arc::new(ServerMsg::Ack {
@@ -572,13 +677,13 @@ fn deliver_in_order(session: u64, member: &Member, pending: &[Pending]) -> bool 
         } else {
             p.remote.clone()
         };
-        match member.out.try_send(msg) {
+        match member.out.push_msg(msg, shares) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return false,
-            Err(mpsc::error::TrySendError::Closed(_)) => return true,
+            Err(Refused::Closed) => return Ok(()),
+            Err(why) => return Err(why),
         }
     }
-    true
+    Ok(())
 }
 
 impl Member {
@@ -644,8 +749,11 @@ mod tests {
         }
     }
 
-    fn revision_of(msg: &ServerMsg) -> u64 {
-        match msg {
+    fn revision_of(out: &super::super::outgoing::Outgoing) -> u64 {
+        let super::super::outgoing::Payload::Msg(msg) = &out.payload else {
+            panic!("a snapshot");
+        };
+        match &**msg {
             ServerMsg::Ack { revision, .. } => *revision,
             ServerMsg::Remote(change) => change.revision,
             other => panic!("unexpected {other:?}"),
@@ -654,7 +762,9 @@ mod tests {
 
     #[test]
     fn a_full_queue_stops_delivery_so_a_client_never_sees_a_gap() {
-        let (out, mut rx) = mpsc::channel(2);
+        let (tx, mut rx) = mpsc::channel(2);
+        let out = OutQueue::new(tx, Arc::default(), usize::MAX);
+        let shares = super::super::shares::Shares::new(&super::super::Config::default());
         let member = Member {
             addr: SocketAddr::from(([127, 0, 0, 1], 9)),
             key: 1,
@@ -667,13 +777,19 @@ mod tests {
         let batch: Vec<Pending> = (1..=4)
             .map(|r| pending(if r == 2 { 7 } else { 9 }, r))
             .collect();
-        assert!(!deliver_in_order(7, &member, &batch));
+        assert_eq!(
+            deliver_in_order(7, &member, &batch, &shares),
+            Err(Refused::Full)
+        );
         // Exactly the first two, in order; the one that did not fit and everything after
         // it were not queued (the session is kicked and catches up on reconnect).
         assert_eq!(revision_of(&rx.try_recv().unwrap()), 1);
         let second = rx.try_recv().unwrap();
+        let super::super::outgoing::Payload::Msg(second) = &second.payload else {
+            panic!("a snapshot");
+        };
         assert!(matches!(
-            *second,
+            **second,
             ServerMsg::Ack {
                 revision: 2,
                 seq: 2
@@ -681,7 +797,7 @@ mod tests {
         ));
         assert!(rx.try_recv().is_err());
         // With room, everything arrives in revision order.
-        assert!(deliver_in_order(7, &member, &batch[..2]));
+        assert!(deliver_in_order(7, &member, &batch[..2], &shares).is_ok());
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|m| revision_of(&m))
             .collect();

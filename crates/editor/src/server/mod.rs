@@ -4,14 +4,18 @@
 //! * [`doc_task`]: one task per document, the single sequencer: transform, apply, journal
 //!   with group commit, then `Ack` and `Remote` to the sessions' bounded queues.
 //! * [`session`]: one task per connection: handshake, `Join`, then messages both ways.
+//! * [`outgoing`]: a session's queue, bounded in messages and bytes; shared snapshots.
+//! * [`shares`]: per-source limits, the memory budget, and shedding the heaviest clients.
 //!
 //! Data flow: socket → session → bounded channel → document task → each session's bounded
 //! outgoing queue → socket. No lock is shared between sessions; a session that cannot keep
 //! up is disconnected (it reconnects and catches up) instead of slowing the document.
 
 pub mod doc_task;
+pub mod outgoing;
 pub mod registry;
 pub mod session;
+pub mod shares;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +47,18 @@ pub struct Config {
     /// A document nobody has used for this long is saved and unloaded.
     pub idle_unload: Duration,
     pub max_document_bytes: usize,
+    /// Bytes queued for one client before it is disconnected as too slow.
+    pub client_queue_bytes: usize,
+    /// Bytes all connections together may buffer (frames in progress, queued output).
+    pub max_memory: usize,
+    /// A frame must complete within this once its first byte arrived.
+    pub frame_timeout: Duration,
+    pub max_connections_per_source: usize,
+    pub max_handshakes_per_source: usize,
+    pub max_documents_per_source: usize,
+    /// Presence updates a client may send per second (twice that in a burst) before the
+    /// server stops reading from it.
+    pub presence_rate: u32,
 }
 
 impl Default for Config {
@@ -58,6 +74,13 @@ impl Default for Config {
             save_interval: Duration::from_secs(10),
             idle_unload: Duration::from_secs(60),
             max_document_bytes: MAX_DOCUMENT_BYTES,
+            client_queue_bytes: 16 * 1024 * 1024,
+            max_memory: 512 * 1024 * 1024,
+            frame_timeout: Duration::from_secs(5),
+            max_connections_per_source: 2_000,
+            max_handshakes_per_source: 512,
+            max_documents_per_source: 256,
+            presence_rate: 200,
         }
     }
 }
@@ -79,6 +102,7 @@ pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), Serv
     let registry = Arc::new(Registry::new(storage, config.clone(), shutdown.clone()));
     let permits = Arc::new(Semaphore::new(config.max_clients));
     let token = shutdown.token();
+    let accept_log = netutil::LogLimiter::new(netutil::LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             _ = token.cancelled() => break,
@@ -88,16 +112,35 @@ pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), Serv
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                if let Some(more) = accept_log.check(&()) {
+                    tracing::warn!("accept failed: {e}{more}");
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let permit = permits.clone().try_acquire_owned().ok();
+        // A source may have only so many connections between accept and Join: beyond
+        // that it is closed at once, before it costs a task or a handshake timer.
+        let handshake = match registry.shares.handshakes.try_acquire(addr.ip()) {
+            Ok(guard) => guard,
+            Err(full) => {
+                if let Some(more) = registry.shares.should_log(addr.ip(), "handshakes") {
+                    tracing::warn!(
+                        "{addr}: refused: {full}: handshakes in progress (--max-handshakes-per-source){more}"
+                    );
+                }
+                continue;
+            }
+        };
+        let admission = session::Admission {
+            permit: permits.clone().try_acquire_owned().ok(),
+            source: registry.shares.connections.try_acquire(addr.ip()),
+            handshake,
+        };
         let registry = registry.clone();
         let token = token.clone();
         shutdown.spawn(async move {
-            session::run(stream, addr, registry, token, permit).await;
+            session::run(stream, addr, registry, token, admission).await;
         });
     }
     drop(listener);

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::doc_task::{self, DocCmd, JoinRequest};
+use super::shares::Shares;
 use super::Config;
-use crate::protocol::{ErrorCode, ServerMsg};
+use crate::protocol::ErrorCode;
 use crate::storage::Storage;
 
 /// Commands queued for one document before sessions wait.
@@ -22,6 +23,7 @@ pub struct Registry {
     pub(crate) storage: Storage,
     pub(crate) config: Config,
     pub(crate) shutdown: netutil::Shutdown,
+    pub(crate) shares: Shares,
 }
 
 /// What a session gets back from a successful join.
@@ -34,6 +36,7 @@ impl Registry {
         Registry {
             docs: Mutex::new(HashMap::new()),
             storage,
+            shares: Shares::new(&config),
             config,
             shutdown,
         }
@@ -49,7 +52,7 @@ impl Registry {
     ) -> Result<Joined, Option<(ErrorCode, String)>> {
         // A task that is unloading drops joins it has not handled: try again with a new one.
         for _ in 0..3 {
-            let doc = self.handle(name).map_err(Some)?;
+            let doc = self.handle(name, request.addr.ip()).map_err(Some)?;
             let (reply_tx, reply_rx) = oneshot::channel();
             request.reply = Some(reply_tx);
             let cmd = DocCmd::Join(Box::new(request));
@@ -81,7 +84,11 @@ impl Registry {
         )))
     }
 
-    fn handle(self: &Arc<Self>, name: &str) -> Result<mpsc::Sender<DocCmd>, (ErrorCode, String)> {
+    fn handle(
+        self: &Arc<Self>,
+        name: &str,
+        opener: std::net::IpAddr,
+    ) -> Result<mpsc::Sender<DocCmd>, (ErrorCode, String)> {
         let mut docs = self
             .docs
             .lock()
@@ -99,12 +106,22 @@ impl Registry {
                 ),
             ));
         }
+        // Loaded documents are a shared pool: a source may load only its share of them
+        // (held until the document unloads).
+        let opened = self.shares.documents.try_acquire(opener).map_err(|full| {
+            (
+                ErrorCode::Busy,
+                format!(
+                    "{full} documents loaded on its behalf (--max-documents-per-source); try later"
+                ),
+            )
+        })?;
         let (tx, rx) = mpsc::channel(DOC_QUEUE);
         docs.insert(name.to_owned(), tx.clone());
         let registry = self.clone();
         let name = name.to_owned();
         self.shutdown
-            .spawn(async move { doc_task::run(name, rx, registry).await });
+            .spawn(async move { doc_task::run(name, rx, registry, opened).await });
         Ok(tx)
     }
 
@@ -132,6 +149,3 @@ impl Registry {
         true
     }
 }
-
-/// A message for a session's queue.
-pub type Outgoing = Arc<ServerMsg>;

@@ -5,6 +5,13 @@
 //! kick from the document (an error to report before closing), and server shutdown.
 //! Anything malformed or oversized gets an `Error` naming the problem and the connection
 //! is closed; it never reaches the document.
+//!
+//! What a client costs is paid here, before the document sees it: a frame must complete
+//! within `--frame-timeout` and its buffer is charged to the server's memory budget;
+//! presence updates beyond the client's rate stop the reading of its socket (TCP pushes
+//! back on the client) and, if that goes on, close the connection; the session yields to
+//! other tasks after every message. Repeated warnings are logged once per source per
+//! interval.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,14 +20,17 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::doc_task::{DocCmd, JoinRequest};
-use super::registry::{Outgoing, Registry};
+use super::outgoing::{OutQueue, Outgoing, Payload};
+use super::registry::Registry;
+use super::shares::Load;
 use crate::protocol::{
     validate_display_name, validate_document_name, ClientMsg, ErrorCode, ServerMsg, PROTOCOL,
 };
-use netutil::{Connection, NetError};
+use netutil::{Connection, NetError, SourceFull, SourceGuard};
 
 type Conn = Connection<ClientMsg, ServerMsg>;
 
@@ -39,6 +49,19 @@ const PRESENCE_INTERVAL: Duration = Duration::from_millis(20);
 /// Queued messages written per flush.
 const WRITE_BURST: usize = 256;
 
+/// A client over its presence rate for this long (without pausing) is disconnected.
+const OVER_RATE_LIMIT: Duration = Duration::from_secs(10);
+
+/// What the accept loop granted a connection before its task started.
+pub struct Admission {
+    /// A slot under `--max-clients` (None: the server is full).
+    pub permit: Option<OwnedSemaphorePermit>,
+    /// A slot under `--max-connections-per-source`.
+    pub source: Result<SourceGuard, SourceFull>,
+    /// A slot under `--max-handshakes-per-source`, given back once `Join` arrived.
+    pub handshake: SourceGuard,
+}
+
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one client connection to the end.
@@ -47,24 +70,39 @@ pub async fn run(
     addr: SocketAddr,
     registry: Arc<Registry>,
     token: CancellationToken,
-    permit: Option<OwnedSemaphorePermit>,
+    admission: Admission,
 ) {
+    let shares = &registry.shares;
     let conn = match Connection::<ClientMsg, ServerMsg>::establish(stream, &PROTOCOL).await {
         Ok(conn) => conn,
         Err(e) => {
-            tracing::warn!("{addr}: handshake failed: {e}");
+            if let Some(more) = shares.should_log(addr.ip(), "handshake") {
+                tracing::warn!("{addr}: handshake failed: {e}{more}");
+            }
             return;
         }
     };
     // Not split: netutil's split halves leave bytes that arrived with the handshake
     // undecoded until more arrive, which stalls a client that sends Join and waits.
     let mut conn = conn;
+    conn.set_frame_timeout(Some(registry.config.frame_timeout));
+    conn.set_memory_budget(shares.memory.clone());
+    let Admission {
+        permit,
+        source,
+        handshake,
+    } = admission;
     if permit.is_none() {
         let reason = format!("server full ({} clients)", registry.config.max_clients);
-        tracing::warn!("{addr}: refused: {reason}");
-        send_error(&mut conn, ErrorCode::Busy, reason).await;
-        return;
+        return refuse(&registry, &mut conn, addr, ErrorCode::Busy, reason).await;
     }
+    let _source = match source {
+        Ok(guard) => guard,
+        Err(full) => {
+            let reason = format!("too many connections: {full} (--max-connections-per-source)");
+            return refuse(&registry, &mut conn, addr, ErrorCode::Busy, reason).await;
+        }
+    };
 
     let join = tokio::select! {
         _ = token.cancelled() => return,
@@ -80,6 +118,7 @@ pub async fn run(
         }))) => (document, name, key, known_revision),
         Ok(Ok(Some(_))) => {
             return refuse(
+                &registry,
                 &mut conn,
                 addr,
                 ErrorCode::NotJoined,
@@ -88,9 +127,10 @@ pub async fn run(
             .await;
         }
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => return refuse_malformed(&mut conn, addr, e).await,
+        Ok(Err(e)) => return refuse_malformed(&registry, &mut conn, addr, e).await,
         Err(_) => {
             return refuse(
+                &registry,
                 &mut conn,
                 addr,
                 ErrorCode::NotJoined,
@@ -100,16 +140,35 @@ pub async fn run(
         }
     };
     if let Err(reason) = validate_document_name(&document) {
-        return refuse(&mut conn, addr, ErrorCode::BadName, reason).await;
+        return refuse(&registry, &mut conn, addr, ErrorCode::BadName, reason).await;
     }
     if let Err(reason) = validate_display_name(&name) {
-        return refuse(&mut conn, addr, ErrorCode::BadDisplayName, reason).await;
+        return refuse(
+            &registry,
+            &mut conn,
+            addr,
+            ErrorCode::BadDisplayName,
+            reason,
+        )
+        .await;
+    }
+    drop(handshake);
+    // Near the memory budget, admitted clients keep what they have and nobody new joins.
+    if shares.memory.nearly_full(8) {
+        let mib = shares.memory.limit() / (1024 * 1024);
+        let reason = format!(
+            "the server is short of memory (--max-memory {mib} MiB nearly in use); try again later"
+        );
+        return refuse(&registry, &mut conn, addr, ErrorCode::Busy, reason).await;
     }
 
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let load_guard = shares.register(session);
+    let load = load_guard.load.clone();
     let mut attempt = 0;
     let (doc, mut out_rx, mut kick_rx) = loop {
         let (out_tx, out_rx) = mpsc::channel::<Outgoing>(registry.config.client_queue);
+        let out_tx = OutQueue::new(out_tx, load.clone(), registry.config.client_queue_bytes);
         let (kick_tx, kick_rx) = oneshot::channel();
         let request = JoinRequest {
             session,
@@ -123,12 +182,14 @@ pub async fn run(
         };
         match registry.join(&document, request).await {
             Ok(joined) => break (joined.doc, out_rx, kick_rx),
-            Err(Some((code, reason))) => return refuse(&mut conn, addr, code, reason).await,
+            Err(Some((code, reason))) => {
+                return refuse(&registry, &mut conn, addr, code, reason).await
+            }
             // The document was unloading as we arrived: it reloads on the next try.
             Err(None) if attempt < 3 => attempt += 1,
             Err(None) => {
                 let reason = format!("document {document} is unavailable; try again");
-                return refuse(&mut conn, addr, ErrorCode::Unavailable, reason).await;
+                return refuse(&registry, &mut conn, addr, ErrorCode::Unavailable, reason).await;
             }
         }
     };
@@ -142,12 +203,18 @@ pub async fn run(
     let me = crate::protocol::author_id(key);
     let mut unacked = 0usize;
     let mut presence_next = tokio::time::Instant::now();
+    let mut rate = PresenceRate::new(registry.config.presence_rate);
     let why = loop {
         tokio::select! {
             biased;
             _ = token.cancelled() => {
                 send_error(&mut conn, ErrorCode::Busy, "server shutting down".into()).await;
                 break "server shutdown".to_owned();
+            }
+            _ = load.shed.cancelled() => {
+                let reason = "the server is short of memory and this connection held the most unread data; reconnect to catch up".to_owned();
+                send_error(&mut conn, ErrorCode::TooSlow, reason.clone()).await;
+                break reason;
             }
             kicked = &mut kick_rx => {
                 let (code, reason) = kicked.unwrap_or((ErrorCode::Unavailable, "document closed".into()));
@@ -156,7 +223,7 @@ pub async fn run(
                 break why;
             }
             out = out_rx.recv() => match out {
-                Some(msg) => match write_burst(&mut conn, msg, &mut out_rx, me).await {
+                Some(msg) => match write_burst(&mut conn, msg, &mut out_rx, me, &load).await {
                     Ok(acks) => unacked = unacked.saturating_sub(acks),
                     Err(e) => break e,
                 },
@@ -170,7 +237,13 @@ pub async fn run(
                     }
                 }
             }
-            msg = conn.recv() => {
+            // Over its presence rate the client is not read: TCP slows it down.
+            _ = tokio::time::sleep_until(rate.paused_until), if rate.is_paused() => {
+                rate.resume();
+            }
+            msg = conn.recv(), if !rate.is_paused() => {
+                // Flooding sessions must not keep other tasks (documents) waiting.
+                tokio::task::consume_budget().await;
                 let cmd = match msg {
                     Ok(Some(ClientMsg::Change { base_revision, seq, op })) => {
                         if unacked >= MAX_IN_FLIGHT {
@@ -183,6 +256,13 @@ pub async fn run(
                         DocCmd::Change { session, seq, base_revision, op }
                     }
                     Ok(Some(ClientMsg::Presence { base_revision, selection })) => {
+                        if let Err(reason) = rate.take() {
+                            if let Some(more) = shares.should_log(addr.ip(), "rate") {
+                                tracing::warn!("{addr}: {reason}{more}");
+                            }
+                            send_error(&mut conn, ErrorCode::Busy, reason.clone()).await;
+                            break reason;
+                        }
                         let cmd = DocCmd::Presence { session, base_revision, selection };
                         if tokio::time::Instant::now() < presence_next {
                             presence_pending = Some(cmd);
@@ -200,7 +280,9 @@ pub async fn run(
                     Ok(None) => break "closed by client".to_owned(),
                     Err(e) if e.is_disconnect() => break e.to_string(),
                     Err(e) => {
-                        tracing::warn!("{e}");
+                        if let Some(more) = shares.should_log(addr.ip(), "malformed") {
+                            tracing::warn!("{e}{more}");
+                        }
                         send_error(&mut conn, ErrorCode::Malformed, e.to_string()).await;
                         break e.to_string();
                     }
@@ -212,6 +294,7 @@ pub async fn run(
             }
         }
     };
+    drop(load_guard);
     let _ = doc.send(DocCmd::Leave { session }).await;
     tracing::info!("client disconnected: {addr} {name:?} from document {document} ({why})");
 }
@@ -224,6 +307,7 @@ async fn write_burst(
     first: Outgoing,
     queue: &mut mpsc::Receiver<Outgoing>,
     me: u64,
+    load: &Load,
 ) -> Result<usize, String> {
     let acks = |msg: &ServerMsg| match msg {
         ServerMsg::Ack { .. } => 1,
@@ -231,16 +315,23 @@ async fn write_burst(
         _ => 0,
     };
     let write = async {
-        let mut count = acks(&first);
-        tx.feed(&first).await?;
-        for _ in 1..WRITE_BURST {
-            match queue.try_recv() {
-                Ok(msg) => {
-                    count += acks(&msg);
-                    tx.feed(&msg).await?
+        let mut count = 0;
+        let mut next = Some(first);
+        for _ in 0..WRITE_BURST {
+            let Some(item) = next.take().or_else(|| queue.try_recv().ok()) else {
+                break;
+            };
+            match &item.payload {
+                Payload::Msg(msg) => {
+                    count += acks(msg);
+                    tx.feed(&**msg).await?;
                 }
-                Err(_) => break,
+                Payload::Snapshot { head, text, tail } => {
+                    let parts = [head.clone(), text.encoded.clone(), tail.clone()];
+                    tx.send_frame_parts(&parts).await?;
+                }
             }
+            item.written(load);
         }
         tx.flush().await.map(|()| count)
     };
@@ -256,16 +347,87 @@ async fn send_error(tx: &mut Conn, code: ErrorCode, reason: String) {
     let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(&msg)).await;
 }
 
-async fn refuse(tx: &mut Conn, addr: SocketAddr, code: ErrorCode, reason: String) {
-    tracing::warn!("{addr}: refused: {reason}");
+async fn refuse(
+    registry: &Registry,
+    tx: &mut Conn,
+    addr: SocketAddr,
+    code: ErrorCode,
+    reason: String,
+) {
+    if let Some(more) = registry.shares.should_log(addr.ip(), "refused") {
+        tracing::warn!("{addr}: refused: {reason}{more}");
+    }
     send_error(tx, code, reason).await;
 }
 
-async fn refuse_malformed(tx: &mut Conn, addr: SocketAddr, e: NetError) {
+async fn refuse_malformed(registry: &Registry, tx: &mut Conn, addr: SocketAddr, e: NetError) {
     if e.is_disconnect() {
         tracing::info!("{e}");
         return;
     }
     let reason = e.to_string();
-    refuse(tx, addr, ErrorCode::Malformed, reason).await;
+    refuse(registry, tx, addr, ErrorCode::Malformed, reason).await;
+}
+
+/// A client's budget of presence updates: a token bucket of `rate` per second with bursts
+/// of twice that. An empty bucket pauses reading until a token is back; a client that
+/// keeps it empty for [`OVER_RATE_LIMIT`] is disconnected.
+struct PresenceRate {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    paused_until: Instant,
+    paused: bool,
+    over_since: Option<Instant>,
+}
+
+impl PresenceRate {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        let now = Instant::now();
+        PresenceRate {
+            rate,
+            burst: rate * 2.0,
+            tokens: rate * 2.0,
+            last: now,
+            paused_until: now,
+            paused: false,
+            over_since: None,
+        }
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Charges one update; pauses reading when the bucket is empty, and fails when the
+    /// client has been over its rate for too long.
+    fn take(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= self.burst / 2.0 {
+            self.over_since = None;
+        }
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            return Ok(());
+        }
+        let since = *self.over_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= OVER_RATE_LIMIT {
+            return Err(format!(
+                "presence updates faster than {} a second for {OVER_RATE_LIMIT:?}; closing",
+                self.rate
+            ));
+        }
+        self.paused = true;
+        self.paused_until = now + Duration::from_secs_f64(-self.tokens / self.rate);
+        Ok(())
+    }
 }
