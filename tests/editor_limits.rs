@@ -26,6 +26,7 @@ fn join(document: &str) -> ClientMsg {
         name: "mallory".into(),
         key: random_key(),
         known_revision: None,
+        token: None,
     }
 }
 
