@@ -20,6 +20,10 @@ use tokio::time::Instant;
 
 type Conn = Connection<ServerMsg, ClientMsg>;
 
+/// Each test here loads the machine on purpose (hundreds of connections, hundreds of MB
+/// through loopback); they take turns so that one's load is not another's measurement.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn join(document: &str) -> ClientMsg {
     ClientMsg::Join {
         document: document.into(),
@@ -100,6 +104,7 @@ fn hwm_mib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_frames_stay_under_the_budget_and_are_closed_after_the_deadline() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     raise_fd_limit(4096);
     let dir = TempDir::new();
     let budget_mib = 192;
@@ -170,6 +175,7 @@ async fn partial_frames_stay_under_the_budget_and_are_closed_after_the_deadline(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_reading_joiners_are_dropped_and_a_reader_stays() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     raise_fd_limit(4096);
     let dir = TempDir::new();
     let budget_mib = 192;
@@ -295,6 +301,7 @@ fn start_presence_flood(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presence_flood_does_not_delay_another_document() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new();
     let (server, port) = start_server(dir.path(), &[]);
     let mut typist = Client::join(port, "quiet", "typist").await;
@@ -342,6 +349,7 @@ async fn a_presence_flood_does_not_delay_another_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_connections_from_one_address_do_not_lock_out_another() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     raise_fd_limit(4096);
     let dir = TempDir::new();
     let (server, port) = start_server(dir.path(), &[]);
