@@ -1,11 +1,12 @@
 //! Helpers shared by the end-to-end tests: find the built binaries, run them as child
 //! processes whose stderr we can wait on, and make throw-away network namespaces.
 //!
-//! The binaries are the ones `cargo build --workspace` put beside this test executable
-//! (`target/<profile>/`); the README's test command builds them before running the tests.
+//! The binaries are the ones in `target/<profile>/` beside this test executable, rebuilt
+//! from the current sources before the first one is used (`fresh_bins.rs`).
 
 pub mod echo;
 pub mod editor;
+pub mod fresh_bins;
 pub mod netns;
 pub mod p2p;
 pub mod process;

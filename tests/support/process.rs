@@ -8,18 +8,12 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Path of a workspace binary built by `cargo build --workspace`.
+/// Path of a workspace binary, built from the current sources (see `fresh_bins.rs`).
 pub fn bin_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
+    let path = crate::fresh_bins::fresh_bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace` before the end-to-end tests",
+        "{} is missing: is `{name}` a binary of this workspace?",
         path.display()
     );
     path
