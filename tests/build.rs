@@ -23,6 +23,7 @@ const REQUIREMENTS: &[(&str, &[&str])] = &[
     ("e2e_tmux", &["tmux"]),
     ("e2e_script", &["script"]),
     ("e2e_strace", &["strace"]),
+    ("e2e_chromium", &["chromium", "chromedriver"]),
 ];
 
 fn main() {

@@ -4,6 +4,7 @@
 //! The binaries are the ones in `target/<profile>/` beside this test executable, rebuilt
 //! from the current sources before the first one is used (`fresh_bins.rs`).
 
+pub mod browser;
 pub mod echo;
 pub mod editor;
 pub mod fresh_bins;

@@ -6,16 +6,23 @@
 //! * [`session`]: one task per connection: handshake, `Join`, then messages both ways.
 //! * [`outgoing`]: a session's queue, bounded in messages and bytes; shared snapshots.
 //! * [`shares`]: per-source limits, the memory budget, and shedding the heaviest clients.
+//! * [`dispatch`]: one port for both kinds of client: the first byte tells the editor
+//!   protocol from HTTP.
+//! * [`web`]: the browser's side: pages, the bundled editor, and the WebSocket that speaks
+//!   the protocol as JSON ([`client_link`] lets one session loop serve both encodings).
 //!
 //! Data flow: socket → session → bounded channel → document task → each session's bounded
 //! outgoing queue → socket. No lock is shared between sessions; a session that cannot keep
 //! up is disconnected (it reconnects and catches up) instead of slowing the document.
 
+pub mod client_link;
+pub mod dispatch;
 pub mod doc_task;
 pub mod outgoing;
 pub mod registry;
 pub mod session;
 pub mod shares;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +106,13 @@ pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), Serv
     let storage = Storage::open(&config.data_dir, config.max_document_bytes)?;
     tracing::info!("documents in {}", storage.dir().display());
     let mut listener = netutil::bind_tcp(&config.binds, config.port)?;
+    for addr in listener.local_addrs() {
+        let shown = match netutil::display_addr(addr) {
+            a if a.ip().is_unspecified() => format!("localhost:{}", a.port()),
+            a => a.to_string(),
+        };
+        tracing::info!("web editor on the same port: http://{shown}/");
+    }
     let registry = Arc::new(Registry::new(storage, config.clone(), shutdown.clone()));
     let permits = Arc::new(Semaphore::new(config.max_clients));
     let token = shutdown.token();
@@ -140,7 +154,7 @@ pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), Serv
         let registry = registry.clone();
         let token = token.clone();
         shutdown.spawn(async move {
-            session::run(stream, addr, registry, token, admission).await;
+            dispatch::dispatch(stream, addr, registry, token, admission).await;
         });
     }
     drop(listener);

@@ -1,5 +1,9 @@
 //! One task per connection: handshake, `Join`, then messages in both directions.
 //!
+//! [`run`] does the binary protocol's handshake; [`serve`] is the session itself, for a
+//! binary client or a browser's WebSocket alike (see [`ClientLink`]), so both go through
+//! the same checks, limits and document tasks.
+//!
 //! The task selects over four things: the client's next message (forwarded to the
 //! document task), its outgoing queue (written with `feed` and one `flush` per burst), a
 //! kick from the document (an error to report before closing), and server shutdown.
@@ -23,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::client_link::{ClientLink, LinkError};
 use super::doc_task::{DocCmd, JoinRequest};
 use super::outgoing::{OutQueue, Outgoing, Payload};
 use super::registry::Registry;
@@ -30,9 +35,9 @@ use super::shares::Load;
 use crate::protocol::{
     validate_display_name, validate_document_name, ClientMsg, ErrorCode, ServerMsg, PROTOCOL,
 };
-use netutil::{Connection, NetError, SourceFull, SourceGuard};
+use netutil::{Connection, SourceFull, SourceGuard};
 
-type Conn = Connection<ClientMsg, ServerMsg>;
+type Conn = ClientLink;
 
 /// How long a client may take to send `Join` after the handshake.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,7 +69,7 @@ pub struct Admission {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one client connection to the end.
+/// Serves one binary-protocol client connection to the end.
 pub async fn run(
     stream: TcpStream,
     addr: SocketAddr,
@@ -87,6 +92,18 @@ pub async fn run(
     let mut conn = conn;
     conn.set_frame_timeout(Some(registry.config.frame_timeout));
     conn.set_memory_budget(shares.memory.clone());
+    serve(ClientLink::Binary(conn), addr, registry, token, admission).await;
+}
+
+/// Serves one client, binary or browser, from its `Join` to the end.
+pub async fn serve(
+    mut conn: ClientLink,
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    token: CancellationToken,
+    admission: Admission,
+) {
+    let shares = &registry.shares;
     let Admission {
         permit,
         source,
@@ -278,10 +295,10 @@ pub async fn run(
                         break reason;
                     }
                     Ok(None) => break "closed by client".to_owned(),
-                    Err(e) if e.is_disconnect() => break e.to_string(),
+                    Err(e) if e.disconnect => break e.to_string(),
                     Err(e) => {
                         if let Some(more) = shares.should_log(addr.ip(), "malformed") {
-                            tracing::warn!("{e}{more}");
+                            tracing::warn!("{addr}: {e}{more}");
                         }
                         send_error(&mut conn, ErrorCode::Malformed, e.to_string()).await;
                         break e.to_string();
@@ -296,6 +313,7 @@ pub async fn run(
     };
     drop(load_guard);
     let _ = doc.send(DocCmd::Leave { session }).await;
+    conn.close().await;
     tracing::info!("client disconnected: {addr} {name:?} from document {document} ({why})");
 }
 
@@ -324,7 +342,7 @@ async fn write_burst(
             match &item.payload {
                 Payload::Msg(msg) => {
                     count += acks(msg);
-                    tx.feed(&**msg).await?;
+                    tx.feed(msg).await?;
                 }
                 Payload::Snapshot { head, text, tail } => {
                     let parts = [head.clone(), text.encoded.clone(), tail.clone()];
@@ -360,8 +378,8 @@ async fn refuse(
     send_error(tx, code, reason).await;
 }
 
-async fn refuse_malformed(registry: &Registry, tx: &mut Conn, addr: SocketAddr, e: NetError) {
-    if e.is_disconnect() {
+async fn refuse_malformed(registry: &Registry, tx: &mut Conn, addr: SocketAddr, e: LinkError) {
+    if e.disconnect {
         tracing::info!("{e}");
         return;
     }

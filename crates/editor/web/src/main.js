@@ -260,7 +260,8 @@ function handle(msg) {
         annotations: [remote.of(true), Transaction.addToHistory.of(false)],
       });
       if (ev.discarded) notice("Edits made while offline could not be merged: the server no longer had their base.");
-      if (msg.snapshot) setReadOnly(Boolean(msg.snapshot.read_only));
+      // Editable from the first snapshot on, unless the server said this token only reads.
+      setReadOnly(readOnly);
     } else if (ev.apply) {
       view.dispatch({
         changes: opToChanges(ev.apply, view.state.doc),
@@ -288,6 +289,8 @@ function handle(msg) {
       applyPeers((peers) => peers.delete(ev.left));
     } else if (ev.error) {
       onServerError(ev.error);
+    } else if (ev.access) {
+      readOnly = ev.access.read_only;
     }
   }
   if (presenceDirty && !sync.hasPending()) sendPresence();
@@ -295,11 +298,21 @@ function handle(msg) {
 }
 
 // Refusals that reconnecting cannot fix.
-const FATAL = new Set(["BadName", "BadDisplayName", "Replaced", "Forbidden", "Unauthorized"]);
+const FATAL = new Set([
+  "BadName",
+  "BadDisplayName",
+  "Replaced",
+  "TokenRequired",
+  "BadToken",
+  "TokenExpired",
+  "TokenRevoked",
+  "WrongDocument",
+]);
 let stopped = false;
 
 function onServerError({ code, reason }) {
   if (code === "TooOld") sync.revision = null; // reload from a snapshot
+  if (code === "ReadOnly") return notice("This link is read-only: edits are not accepted.");
   if (FATAL.has(code)) {
     stopped = true;
     state = "disconnected";

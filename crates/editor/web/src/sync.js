@@ -57,7 +57,7 @@ export class Sync {
    * Feeds one server message. Returns events for the view:
    * { reset: text, discarded } | { apply: op (local coordinates), author } | { send: msg }
    * | { acked } | { presence: participant } | { participants: [..] } | { left: id }
-   * | { error: {code, reason} }
+   * | { error: {code, reason} } | { access: {read_only, name} }
    */
   receive(msg) {
     const events = [];
@@ -92,6 +92,9 @@ export class Sync {
       events.push({ left: msg.left.id });
     } else if (msg.error) {
       events.push({ error: msg.error });
+    } else if (msg.access) {
+      // Before the snapshot: whether this token may edit, and the name others see.
+      events.push({ access: msg.access });
     }
     return events;
   }
