@@ -87,7 +87,12 @@ impl Browser {
                 "binary": which(CHROMIUM),
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=900,600",
-                         "--no-first-run", "--disable-extensions"],
+                         "--no-first-run", "--disable-extensions",
+                         // Windows not in front keep their timers and rendering (tests
+                         // and benchmarks drive several at once).
+                         "--disable-background-timer-throttling",
+                         "--disable-renderer-backgrounding",
+                         "--disable-backgrounding-occluded-windows"],
             }),
         );
         let client = ClientBuilder::new(HttpConnector::new())

@@ -262,6 +262,7 @@ function handle(msg) {
       if (ev.discarded) notice("Edits made while offline could not be merged: the server no longer had their base.");
       // Editable from the first snapshot on, unless the server said this token only reads.
       setReadOnly(readOnly);
+      if (readyAt === null) readyAt = performance.now();
     } else if (ev.apply) {
       view.dispatch({
         changes: opToChanges(ev.apply, view.state.doc),
@@ -334,6 +335,7 @@ function setReadOnly(on) {
 }
 
 let backoff = 100;
+let readyAt = null; // performance.now() when the first snapshot became editable
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -388,13 +390,18 @@ const view = new EditorView({
       editable.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
       peersField,
       EditorView.updateListener.of((update) => {
+        let moved = update.selectionSet;
         for (const tr of update.transactions) {
           if (!tr.docChanged || tr.annotation(remote)) continue;
           const op = changesToOp(tr.changes, tr.startState.doc, sync.len);
           const msg = sync.edit(op);
           if (msg) send(msg);
+          moved = true;
         }
-        if (update.docChanged || update.selectionSet) schedulePresence();
+        // Only our own edits and moves are news: a remote change moves our cursor on the
+        // server as it does here, and answering every remote change with a presence
+        // update from every open page would multiply the traffic by the participants.
+        if (moved) schedulePresence();
         if (update.docChanged) updateStatus();
       }),
     ],
@@ -422,6 +429,7 @@ window.editor = {
   joined: () => sync.joined,
   readOnly: () => readOnly,
   status: () => state,
+  readyAt: () => readyAt,
   dropConnection: () => socket?.close(),
   ot: { Op, transform, transformIndex, cpLen, advance, changesToOp, opToChanges },
   EditorSelection,

@@ -1,0 +1,222 @@
+//! Benchmarks of the web editor, not tests: ignored unless asked for (see BENCHMARKS.md).
+//!
+//! 1. Time to open automerge-paper's final text (about 100 KB) in a fresh browser until it
+//!    is editable, counted from the page's first response byte (`responseStart`).
+//! 2. Keystroke latency with 10 browser windows open on one document, 10 keystrokes a
+//!    second: browser → terminal (a CodeMirror input transaction in one window until the
+//!    change reaches a terminal client's state machine in this process) and terminal →
+//!    browser (an insert by a terminal client until the window's DOM changed). Both ends
+//!    read the same wall clock (`performance.timeOrigin + performance.now()` in the page,
+//!    `SystemTime` here).
+//!
+//! ```sh
+//! cargo build --release -p editor --bins
+//! EDITOR_SERVER=$CARGO_TARGET_DIR/release/editor-server KEYS=1000 \
+//!   cargo test --release -p e2e --test web_bench -- --ignored --nocapture
+//! ```
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use e2e::browser::{require_browser, Browser, Driver};
+use e2e::editor::Client;
+use e2e::p2p::TempRoot;
+use e2e::Proc;
+use editor::client::sync::Event;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(120);
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut values: Vec<f64>) -> Value {
+    values.sort_by(f64::total_cmp);
+    let s = json!({
+        "n": values.len(),
+        "p50_ms": percentile(&values, 50.0),
+        "p99_ms": percentile(&values, 99.0),
+        "max_ms": values.last().copied().unwrap_or(f64::NAN),
+    });
+    println!("{name}: {s}");
+    s
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn start_server(root: &TempRoot) -> (Proc, u16) {
+    let path = std::env::var("EDITOR_SERVER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| e2e::bin_path("editor-server"));
+    let mut cmd = Command::new(path);
+    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--data-dir"])
+        .arg(&root.0)
+        .env("RUST_LOG", "warn,editor=info");
+    let server = Proc::spawn("editor-server", cmd);
+    let port = server.listening_port();
+    (server, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture (see BENCHMARKS.md)"]
+async fn web_editor_open_time_and_keystroke_latency() {
+    require_browser();
+    let keys: usize = std::env::var("KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(1000);
+    let load_before = loadavg();
+    let root = TempRoot::new("web-bench");
+    let trace_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../bench/traces/automerge-paper.json.gz"
+    );
+    let trace = editor::trace::Trace::load(std::path::Path::new(trace_path)).expect("trace");
+    std::fs::write(root.0.join("paper.txt"), &trace.end).unwrap();
+    let (_server, port) = start_server(&root);
+    let driver = Driver::start();
+
+    // 1. Open time, each in a fresh browser (no cached bundle).
+    let mut open_ms = Vec::new();
+    for _ in 0..5 {
+        let b = Browser::open(&driver).await;
+        b.open_document(port, ("paper", "name=opener")).await;
+        let ms = b
+            .js("return window.editor.readyAt() - performance.getEntriesByType('navigation')[0].responseStart")
+            .await
+            .as_f64()
+            .expect("a number");
+        assert_eq!(b.text().await.len(), trace.end.len());
+        open_ms.push(ms);
+        b.close().await;
+    }
+    println!(
+        "document: {} bytes, {} characters",
+        trace.end.len(),
+        trace.end.chars().count()
+    );
+    let open = summary("open until editable (ms after first byte)", open_ms.clone());
+
+    // 2. Ten windows on one document.
+    let browser = Browser::open(&driver).await;
+    browser.open_document(port, ("lat", "name=w0")).await;
+    // The last window opened stays the current one (in front): it is the one measured.
+    for i in 1..10 {
+        let w = browser.client.new_window(false).await.unwrap();
+        browser.client.switch_to_window(w.handle).await.unwrap();
+        browser
+            .open_document(port, ("lat", &format!("name=w{i}")))
+            .await;
+    }
+
+    // Browser -> terminal.
+    let mut observer = Client::join(port, "lat", "observer").await;
+    browser
+        .js_args(
+            "const n = arguments[0]; const v = window.editor.view; window.sent = [];
+             let i = 0;
+             const id = setInterval(() => {
+               if (i++ >= n) { clearInterval(id); return; }
+               window.sent.push(performance.timeOrigin + performance.now());
+               v.dispatch({changes: {from: v.state.doc.length, insert: 'b'}, userEvent: 'input.type'});
+             }, 100);
+             return true",
+            vec![json!(keys)],
+        )
+        .await;
+    let mut arrived = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(keys as u64 / 5 + 120);
+    while arrived.len() < keys && tokio::time::Instant::now() < deadline {
+        let Some(conn) = observer.conn.as_mut() else {
+            break;
+        };
+        let Ok(Ok(Some(msg))) = tokio::time::timeout(T, conn.recv()).await else {
+            break;
+        };
+        let at = now_ms();
+        for event in observer.sync.receive(msg).expect("in order") {
+            if let Event::RemoteEdit { op, .. } = event {
+                let added = op.target_len().saturating_sub(op.base_len());
+                arrived.extend(std::iter::repeat_n(at, added));
+            }
+        }
+    }
+    let sent: Vec<f64> = serde_json::from_value(browser.js("return window.sent").await).unwrap();
+    assert_eq!(arrived.len(), keys, "not every keystroke arrived");
+    let span = sent.last().unwrap_or(&0.0) - sent.first().unwrap_or(&0.0);
+    println!("browser sent {keys} keystrokes in {:.1} s", span / 1000.0);
+    let b2t = summary(
+        "browser -> terminal (ms)",
+        sent.iter().zip(&arrived).map(|(s, a)| a - s).collect(),
+    );
+    drop(observer);
+
+    // Terminal -> browser: the window records when its DOM changed and how long the text was.
+    let base = browser.text().await.chars().count();
+    browser
+        .js("window.seen = []; const content = document.querySelector('.cm-content');
+             new MutationObserver(() => window.seen.push([performance.timeOrigin + performance.now(),
+                 window.editor.view.state.doc.length])).observe(content,
+                 {childList: true, subtree: true, characterData: true});
+             return true")
+        .await;
+    let mut writer = Client::join(port, "lat", "typist").await;
+    let mut typed = Vec::new();
+    let mut next = tokio::time::Instant::now();
+    for _ in 0..keys {
+        tokio::time::sleep_until(next).await;
+        next += Duration::from_millis(100);
+        let end = writer.sync.text().len_chars();
+        typed.push(now_ms());
+        writer.insert(end, "t").await;
+        writer.pump().await;
+    }
+    assert!(writer.settle(T).await);
+    let want = base + keys;
+    assert!(
+        browser
+            .wait_js(
+                &format!("return window.editor.view.state.doc.length >= {want}"),
+                T
+            )
+            .await
+    );
+    let seen: Vec<(f64, usize)> =
+        serde_json::from_value(browser.js("return window.seen").await).unwrap();
+    let mut t2b = Vec::new();
+    for (k, t0) in typed.iter().enumerate() {
+        let len = base + k + 1;
+        let t1 = seen
+            .iter()
+            .find(|(_, l)| *l >= len)
+            .map(|(t, _)| *t)
+            .expect("seen");
+        t2b.push(t1 - t0);
+    }
+    let t2b = summary("terminal -> browser (ms)", t2b);
+    let load_after = loadavg();
+    println!(
+        "{}",
+        json!({"open": open, "browser_to_terminal": b2t, "terminal_to_browser": t2b,
+               "keys": keys, "windows": 10, "loadavg_before": load_before, "loadavg_after": load_after})
+    );
+    browser.close().await;
+}
