@@ -122,14 +122,18 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
         ip -n "$ns" addr add "10.78.0.$id/24" dev eth0
         ip -n "$ns" link set eth0 up
     done
-    peers="--peer 1=10.78.0.1:9000 --peer 2=10.78.0.2:9000 --peer 3=10.78.0.3:9000"
+    # Addresses outside loopback need keys: one per node, listed with every --peer.
+    peers=""
+    for id in 1 2 3; do
+        peers="$peers --peer $id=10.78.0.$id:9000=$("$BIN" keygen "$WORK/ns-node$id.key")"
+    done
     for run in $(seq 1 "$RUNS"); do
         dir="$WORK/ns$run"; mkdir -p "$dir"
         declare -A pid=()
         for id in 1 2 3; do
             mkdir -p "$dir/Node$id"
             # shellcheck disable=SC2086
-            ip netns exec "$tag-$id" "$BIN" --id "$id" $peers --dir "$dir/Node$id" \
+            ip netns exec "$tag-$id" "$BIN" --id "$id" $peers --key "$WORK/ns-node$id.key" --dir "$dir/Node$id" \
                 --index-log "$dir/Node$id.log" </dev/null 2>"$dir/node$id.log" >/dev/null &
             pid[$id]=$!; PIDS+=("$!"); disown "$!"
         done

@@ -167,9 +167,10 @@ TAG="swb$$"
 ip netns add "$TAG-hub"; NETNS+=("$TAG-hub")
 ip -n "$TAG-hub" link add br0 type bridge forward_delay 0
 ip -n "$TAG-hub" link set br0 up
-peers=()
-for id in 1 2 3 4; do peers+=(--peer "$id=10.78.0.$id:9000"); done
 NSD="$WORK/ns"; mkdir -p "$NSD"
+# Addresses outside loopback need keys: one per node, listed with every --peer.
+peers=()
+for id in 1 2 3 4; do peers+=(--peer "$id=10.78.0.$id:9000=$("$BIN" keygen "$NSD/node$id.key")"); done
 head -c $((NS_SIZE_MIB << 20)) "$SRC" > "$NSD/ns.bin"
 mkfifo "$NSD/in1"
 for id in 1 2 3 4; do
@@ -185,12 +186,12 @@ for id in 1 2 3 4; do
     if [ "$id" -gt 1 ]; then
         ln "$NSD/ns.bin" "$NSD/N$id/big.bin"
         ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate 200mbit burst 64kb latency 50ms
-        ip netns exec "$ns" "$BIN" --id "$id" "${peers[@]}" --dir "$NSD/N$id" --index-log "$NSD/log$id" \
+        ip netns exec "$ns" "$BIN" --id "$id" "${peers[@]}" --key "$NSD/node$id.key" --dir "$NSD/N$id" --index-log "$NSD/log$id" \
             --rescan-ms 200 < /dev/null > /dev/null 2> "$NSD/err$id" &
         PIDS+=($!); disown
     fi
 done
-ip netns exec "$TAG-1" "$BIN" --id 1 "${peers[@]}" --dir "$NSD/N1" --index-log "$NSD/log1" --rescan-ms 200 \
+ip netns exec "$TAG-1" "$BIN" --id 1 "${peers[@]}" --key "$NSD/node1.key" --dir "$NSD/N1" --index-log "$NSD/log1" --rescan-ms 200 \
     < "$NSD/in1" > "$NSD/out1" 2> "$NSD/err1" &
 PIDS+=($!); disown
 exec 3> "$NSD/in1"

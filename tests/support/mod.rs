@@ -10,6 +10,7 @@ pub mod editor;
 pub mod fresh_bins;
 pub mod netns;
 pub mod p2p;
+pub mod p2p_auth;
 pub mod process;
 pub mod require;
 pub mod strace;

@@ -331,6 +331,8 @@ pub struct NsCluster {
     pub hub: Netns,
     pub root: TempRoot,
     pub n: u32,
+    /// Each node's public key: addresses outside loopback need a cluster with keys.
+    pub keys: BTreeMap<u32, String>,
 }
 
 impl NsCluster {
@@ -354,12 +356,21 @@ impl NsCluster {
         }
         let root = TempRoot::new(tag);
         seed_dirs(&root.0, n);
+        let keys = (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    crate::p2p_auth::keygen(&root.0.join(format!("node{id}.key"))),
+                )
+            })
+            .collect();
         NsCluster {
             nodes: BTreeMap::new(),
             hosts,
             hub,
             root,
             n,
+            keys,
         }
     }
 
@@ -385,8 +396,16 @@ impl NsCluster {
         let mut args = vec!["--id".to_owned(), id.to_string()];
         for peer in 1..=self.n {
             args.push("--peer".into());
-            args.push(format!("{peer}=10.77.0.{peer}:9000"));
+            args.push(format!("{peer}=10.77.0.{peer}:9000={}", self.keys[&peer]));
         }
+        args.push("--key".into());
+        args.push(
+            self.root
+                .0
+                .join(format!("node{id}.key"))
+                .display()
+                .to_string(),
+        );
         args.push("--dir".into());
         args.push(self.root.0.join(format!("Node{id}")).display().to_string());
         args.push("--index-log".into());

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::cluster::links::NodeConnection;
 use bytes::{BufMut, BytesMut};
-use netutil::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::swarm::pieces::{self, Bitfield, FilePieces};
@@ -148,8 +148,6 @@ impl Library {
         Some(start + cost)
     }
 }
-
-type NodeConnection = Connection<Message>;
 
 /// Answers one data connection whose first message was `Open { hash }`, until the
 /// downloader closes it or breaks a rule.

@@ -2,15 +2,22 @@
 //! Dialing a node and answering its `Hello`, accepting a connection and reading its first
 //! message (a `Hello` makes a link, an `Open` a data connection handed to
 //! [`crate::swarm::serve`]), and opening a data connection to a holder for a download.
+//!
+//! Each one is secured first ([`Security`]: the Noise handshake when the cluster lists
+//! keys); only then do netutil's protocol hello and our `Hello` follow. An accepted peer
+//! is the member whose key it proved: a `Hello` naming another id is refused and logged
+//! with the peer's address.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use netutil::log_limit::{LogLimiter, LOG_INTERVAL};
 use netutil::{ConnectOptions, NetError};
 use tokio::sync::mpsc;
 
 use super::run::run_registered;
+use super::secure::Security;
 use super::{LinkId, NodeConnection, PeerEvent, ACCEPT_TIMEOUT, DIAL_TIMEOUT};
 use crate::cluster::config::Cluster;
 use crate::cluster::election::{NodeId, Term};
@@ -32,6 +39,21 @@ impl From<NetError> for DialError {
     }
 }
 
+impl From<String> for DialError {
+    fn from(reason: String) -> Self {
+        DialError {
+            reason,
+            duplicate: false,
+        }
+    }
+}
+
+/// Failed handshakes are logged once per source address per interval, with a count: a
+/// stranger opening thousands of connections must not flood the log.
+static FAILED_HANDSHAKES: LazyLock<LogLimiter<IpAddr>> =
+    LazyLock::new(|| LogLimiter::new(LOG_INTERVAL));
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn dial_link(
     me: NodeId,
     peer: NodeId,
@@ -40,6 +62,7 @@ pub(super) async fn dial_link(
     term: Term,
     link: LinkId,
     events: mpsc::Sender<PeerEvent>,
+    security: Security,
 ) {
     let attempt = async {
         let options = ConnectOptions {
@@ -47,6 +70,7 @@ pub(super) async fn dial_link(
             ..ConnectOptions::default()
         };
         let (stream, addr) = netutil::connect(&host, port, &options).await?;
+        let stream = security.dialed(stream, peer).await?;
         let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
         conn.send(&Message::Hello { id: me, term }).await?;
         match conn.recv().await? {
@@ -83,7 +107,11 @@ pub(super) async fn dial_link(
             run_registered(me, conn, link, peer, term, addr, true, events).await;
         }
         Err(e) => {
-            tracing::debug!("dialing Node {peer} at {host}:{port} failed: {}", e.reason);
+            if security.is_keyed() && e.reason.contains("key") {
+                tracing::warn!("dialing Node {peer} at {host}:{port} failed: {}", e.reason);
+            } else {
+                tracing::debug!("dialing Node {peer} at {host}:{port} failed: {}", e.reason);
+            }
             let _ = events
                 .send(PeerEvent::DialFailed {
                     peer,
@@ -105,25 +133,41 @@ pub(super) async fn accept_link(
     events: mpsc::Sender<PeerEvent>,
     permit: tokio::sync::OwnedSemaphorePermit,
     library: Arc<Library>,
+    security: Security,
 ) {
     let greeting = async {
-        let mut conn = NodeConnection::establish(stream, &PROTOCOL).await?;
-        let hello = conn.recv().await?;
-        Ok::<_, NetError>((conn, hello))
+        let (stream, proven) = security.accepted(stream).await?;
+        let mut conn = NodeConnection::establish(stream, &PROTOCOL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hello = conn.recv().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((conn, proven, hello))
     };
-    let (mut conn, hello) = match tokio::time::timeout(ACCEPT_TIMEOUT, greeting).await {
-        Ok(Ok(pair)) => pair,
+    let (mut conn, proven, hello) = match tokio::time::timeout(ACCEPT_TIMEOUT, greeting).await {
+        Ok(Ok(greeted)) => greeted,
         Ok(Err(e)) => {
-            tracing::warn!("{addr}: handshake failed: {e}");
+            // Every error here starts with the peer's address.
+            if let Some(more) = FAILED_HANDSHAKES.check(&addr.ip()) {
+                tracing::warn!("refused before any message: {e}{more}");
+            }
             return;
         }
         Err(_) => {
-            tracing::warn!("{addr}: no Hello within {ACCEPT_TIMEOUT:?}; closing");
+            if let Some(more) = FAILED_HANDSHAKES.check(&addr.ip()) {
+                tracing::warn!("{addr}: no Hello within {ACCEPT_TIMEOUT:?}; closing{more}");
+            }
             return;
         }
     };
     drop(permit);
     let (peer, term) = match hello {
+        Some(Message::Hello { id, .. }) if proven.is_some_and(|member| member != id) => {
+            let member = proven.unwrap_or(id);
+            let reason = format!("says it is node {id} but proved node {member}'s key");
+            tracing::warn!("{addr}: refused: {reason}");
+            refuse(&mut conn, reason, false).await;
+            return;
+        }
         Some(Message::Hello { id, term }) => (id, term),
         Some(Message::Open { hash }) => {
             // A data connection: a downloader wants pieces (swarm::serve).
@@ -157,17 +201,25 @@ pub(super) async fn refuse(conn: &mut NodeConnection, reason: String, duplicate:
     .await;
 }
 
-/// Opens a data connection to the holder at `host:port` for a download: connect (Happy
-/// Eyeballs) and the protocol handshake, within `timeout`. The caller sends `Open` next.
+/// Opens a data connection to node `peer`, a holder at `host:port`, for a download:
+/// connect (Happy Eyeballs), secure (the holder proves its listed key) and the protocol
+/// handshake, within `timeout`. The caller sends `Open` next.
 pub async fn open_data(
+    security: &Security,
+    peer: NodeId,
     host: &str,
     port: u16,
     timeout: Duration,
-) -> Result<NodeConnection, NetError> {
+) -> Result<NodeConnection, String> {
     let options = ConnectOptions {
         timeout,
         ..ConnectOptions::default()
     };
-    let (stream, _) = netutil::connect(host, port, &options).await?;
-    NodeConnection::establish(stream, &PROTOCOL).await
+    let (stream, _) = netutil::connect(host, port, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = security.dialed(stream, peer).await?;
+    NodeConnection::establish(stream, &PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())
 }

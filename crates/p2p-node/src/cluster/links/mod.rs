@@ -17,8 +17,9 @@
 //! is reported so the election can strike the peer off at once.
 //!
 //! Every TCP connection to or from another node is established in [`establish`] (control
-//! links, and the swarm's data connections through [`open_data`]); [`run`] carries a link
-//! after its handshake.
+//! links, and the swarm's data connections through [`open_data`]), secured first by
+//! [`secure`] (the Noise handshake with listed keys); [`run`] carries a link after its
+//! handshake.
 //!
 //! An accepted connection whose first message is `Open` instead of `Hello` is a data
 //! connection from a downloader: it is handed to [`crate::swarm::serve`] and never registered.
@@ -35,8 +36,10 @@ use tokio_util::task::TaskTracker;
 
 mod establish;
 mod run;
+mod secure;
 
 pub use establish::open_data;
+pub use secure::{LinkStream, Security};
 
 use crate::cluster::config::Cluster;
 use crate::cluster::election::{NodeId, Term};
@@ -68,8 +71,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// after the election, carrying an `Election`/`Alive` exchange) before closing it.
 pub const STAR_LINGER: Duration = Duration::from_secs(1);
 
-/// A connection to another node carrying wire messages.
-pub type NodeConnection = Connection<Message>;
+/// A connection to another node carrying wire messages, plain or encrypted.
+pub type NodeConnection = Connection<Message, Message, LinkStream>;
 
 /// What link tasks tell the event loop.
 #[derive(Debug)]
@@ -184,6 +187,8 @@ pub struct Peers {
     accept_slots: Arc<Semaphore>,
     /// What this node serves on data connections.
     library: Arc<Library>,
+    /// How connections are secured.
+    security: Security,
 }
 
 impl Peers {
@@ -194,6 +199,7 @@ impl Peers {
         token: CancellationToken,
         tracker: TaskTracker,
         library: Arc<Library>,
+        security: Security,
     ) -> Self {
         Peers {
             me,
@@ -211,6 +217,7 @@ impl Peers {
             backoff: BTreeMap::new(),
             accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
             library,
+            security,
         }
     }
 
@@ -289,10 +296,11 @@ impl Peers {
         };
         let link = self.new_link_id();
         let (me, events, token) = (self.me, self.events.clone(), self.token.clone());
+        let security = self.security.clone();
         self.tracker.spawn(async move {
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = dial_link(me, peer, addr.host, addr.port, term, link, events) => {}
+                _ = dial_link(me, peer, addr.host, addr.port, term, link, events, security) => {}
             }
         });
     }
@@ -304,17 +312,18 @@ impl Peers {
             return;
         };
         let link = self.new_link_id();
-        let (me, cluster, events, token, library) = (
+        let (me, cluster, events, token, library, security) = (
             self.me,
             self.cluster.clone(),
             self.events.clone(),
             self.token.clone(),
             self.library.clone(),
+            self.security.clone(),
         );
         self.tracker.spawn(async move {
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = accept_link(me, cluster, stream, addr, link, events, permit, library) => {}
+                _ = accept_link(me, cluster, stream, addr, link, events, permit, library, security) => {}
             }
         });
     }
@@ -507,7 +516,16 @@ mod tests {
             crate::swarm::serve::ServeOptions::default(),
         ));
         let token = CancellationToken::new();
-        let mut peers = Peers::new(1, cluster, events, token, TaskTracker::new(), library);
+        let security = Security::new(crate::cluster::config::Auth::Open, cluster.clone());
+        let mut peers = Peers::new(
+            1,
+            cluster,
+            events,
+            token,
+            TaskTracker::new(),
+            library,
+            security,
+        );
         let (tx, mut rx) = mpsc::channel(LINK_QUEUE);
         let new = NewLink {
             link: 7,

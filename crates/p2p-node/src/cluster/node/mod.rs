@@ -37,7 +37,7 @@ use tasks::{log_writer, read_term, scan_loop, term_writer};
 use crate::cluster::config::{ConfigError, NodeConfig};
 use crate::cluster::election::{Action, Election, Input, NodeId, Term};
 use crate::cluster::index::{ClusterIndex, LocalIndex, TERM_FILE};
-use crate::cluster::links::{PeerEvent, Peers, Verdict};
+use crate::cluster::links::{PeerEvent, Peers, Security, Verdict};
 use crate::console::{self, Request};
 use crate::swarm::serve::Library;
 use crate::swarm::{SwarmContext, SwarmEvent};
@@ -123,6 +123,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
     shutdown.spawn(term_writer(term_path, term_rx, token.clone()));
     shutdown.spawn(console::run(console_tx, token.clone()));
 
+    let security = Security::new(config.auth.clone(), config.cluster.clone());
     let peers = Peers::new(
         me,
         config.cluster.clone(),
@@ -130,10 +131,12 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         token.clone(),
         shutdown.tracker().clone(),
         library.clone(),
+        security.clone(),
     );
     let swarm = Arc::new(SwarmContext {
         me,
         cluster: config.cluster.clone(),
+        security,
         dir: config.dir.clone(),
         library,
         events: swarm_tx,

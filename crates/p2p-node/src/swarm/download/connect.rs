@@ -37,8 +37,9 @@ pub(super) async fn connect_all(
             continue;
         };
         let target = target.clone();
+        let security = ctx.security.clone();
         attempts.spawn(async move {
-            let attempt = open_peer(id, &addr.host, addr.port, &target, partial);
+            let attempt = open_peer(&security, id, &addr.host, addr.port, &target, partial);
             let result = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
@@ -63,15 +64,14 @@ pub(super) async fn connect_all(
 }
 
 async fn open_peer(
+    security: &links::Security,
     id: NodeId,
     host: &str,
     port: u16,
     target: &Target,
     partial: bool,
 ) -> Result<PeerConn, String> {
-    let mut conn = links::open_data(host, port, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = links::open_data(security, id, host, port, CONNECT_TIMEOUT).await?;
     conn.send(&Message::Open { hash: target.hash })
         .await
         .map_err(|e| e.to_string())?;

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::config::Cluster;
 use crate::cluster::index::ClusterIndex;
+use crate::cluster::links::Security;
 use crate::swarm::picker::Picker;
 use crate::swarm::pieces::{self, FilePieces};
 use crate::swarm::serve::{Library, Servable};
@@ -115,6 +116,8 @@ pub enum SwarmEvent {
 pub struct SwarmContext {
     pub me: NodeId,
     pub cluster: Cluster,
+    /// Secures data connections to holders (see [`crate::cluster::links::Security`]).
+    pub security: Security,
     pub dir: PathBuf,
     pub library: Arc<Library>,
     pub events: mpsc::Sender<SwarmEvent>,
