@@ -15,7 +15,8 @@ use netutil::{ConnectOptions, Family};
 ///
 /// On a terminal it opens the document full-screen: type to insert, Backspace/Delete,
 /// arrows, Home/End, PgUp/PgDn, Ctrl-Home/End, paste; other participants' cursors are shown
-/// in colour with their names; Ctrl-Q quits (the server keeps every acknowledged edit).
+/// in colour with their names; Ctrl-Q (or Ctrl-C) quits once the server has saved every
+/// edit, and otherwise asks; quitting anyway keeps the unsaved edits in a recovery file.
 /// Otherwise (or with --lines) it prints the document, appends each input line to it and
 /// prints each line others change once it settles: `Document updated (line 3, alice): Hi
 /// there`, `Document updated: line 4 deleted (bob)`. If the connection drops it
@@ -29,7 +30,9 @@ use netutil::{ConnectOptions, Family};
   editor-client --doc notes --print                print the document and exit
   editor-client example.org --port 9000 --doc notes --name alice --lines
                                                    follow changes line by line
-  editor-client --port 9000 --replay bench/traces/automerge-paper.json.gz --observers 16 --json"
+  editor-client --port 9000 --replay bench/traces/automerge-paper.json.gz --observers 16 --json
+  editor-client --doc notes --recover ~/.local/state/editor-client/localhost_8080_notes.json
+                                                   resend what an earlier session could not save"
 )]
 struct Args {
     /// Server host name or IPv4/IPv6 address.
@@ -68,6 +71,16 @@ struct Args {
     /// With --replay: print the summary as one JSON object.
     #[arg(long, requires = "replay")]
     json: bool,
+    /// Resume from a recovery file written when an earlier session quit (or gave up) before
+    /// the server saved everything: catch up, resend what the server never committed
+    /// (nothing is applied twice), then delete the file. Files live in
+    /// $XDG_STATE_HOME/editor-client (default ~/.local/state/editor-client).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["replay", "print"])]
+    recover: Option<PathBuf>,
+    /// Line mode: seconds to wait at end of input for the server to save every line; then
+    /// give up, save the unsent lines to a recovery file and exit 1.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    wait: u64,
     /// Connect over IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -109,17 +122,34 @@ async fn run() -> anyhow::Result<bool> {
         family,
         ..ConnectOptions::default()
     };
-    let options = LineOptions {
-        host: args.host,
-        port: args.port,
-        document: args
+    let document = match &args.recover {
+        Some(path) => {
+            let saved = editor::client::recovery::load(path)?;
+            if args.document.as_ref().is_some_and(|d| *d != saved.document) {
+                anyhow::bail!(
+                    "{} holds changes to document {:?}, not {:?}",
+                    path.display(),
+                    saved.document,
+                    args.document.unwrap_or_default()
+                );
+            }
+            saved.document
+        }
+        None => args
             .document
             .clone()
             .unwrap_or_else(|| "default".to_owned()),
+    };
+    let options = LineOptions {
+        host: args.host,
+        port: args.port,
+        document,
         name,
         connect,
         print_only: args.print,
         raw_updates: args.raw_updates,
+        recover: args.recover,
+        wait: std::time::Duration::from_secs(args.wait),
     };
     if let Some(trace) = args.replay {
         netutil::init_logging();

@@ -10,10 +10,13 @@
 //! trouble goes to stderr in words (`editor-client: server shutting down; reconnecting…`).
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use super::link::{Link, LinkEvent, Target};
+use super::link::{Link, LinkEvent, LinkState, Target};
+use super::recovery::{self, RecoveryError};
 use super::sync::{Event, SyncClient, SyncError};
 use super::updates::LineUpdates;
 use crate::ot::{Component, TextOperation};
@@ -33,6 +36,11 @@ pub struct LineOptions {
     /// Print each remote change as it arrives (`Document updated: <inserted text>`)
     /// instead of each changed line once it settles.
     pub raw_updates: bool,
+    /// Resume from this recovery file (see [`recovery`]).
+    pub recover: Option<PathBuf>,
+    /// Line mode: how long to wait at end of input for the server to acknowledge every
+    /// line before giving up (and saving them to a recovery file).
+    pub wait: Duration,
 }
 
 impl LineOptions {
@@ -60,6 +68,52 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("not appended: the document would exceed {} MiB", MAX_DOCUMENT_BYTES >> 20)]
     TooLarge,
+    #[error(
+        "{why}: {changes} change{s} not saved by the server are in {path}; resend with --recover {path}",
+        s = if *changes == 1 { "" } else { "s" },
+        path = path.display()
+    )]
+    Unsaved {
+        why: String,
+        changes: usize,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+}
+
+/// The sync client to start with: a fresh one, or one resumed from `--recover FILE`
+/// (returned with the file's path, to delete once everything in it is saved).
+pub fn start_client(options: &LineOptions) -> Result<(SyncClient, Option<PathBuf>), ClientError> {
+    match &options.recover {
+        Some(path) => {
+            let saved = recovery::load(path)?;
+            Ok((recovery::resume(path, &saved)?, Some(path.clone())))
+        }
+        None => Ok((SyncClient::new(random_key()), None)),
+    }
+}
+
+/// One line about recovery files left by an earlier session for this server and document.
+pub fn recovery_offer(options: &LineOptions) -> Option<String> {
+    if options.recover.is_some() {
+        return None;
+    }
+    let found = recovery::existing(&options.host, options.port, &options.document);
+    let first = found.first()?;
+    Some(format!(
+        "changes an earlier session could not save are in {}; resend them with --recover {}",
+        first.display(),
+        first.display()
+    ))
+}
+
+/// Saves what the server has not acknowledged and returns the error that says where.
+pub fn give_up(options: &LineOptions, sync: &SyncClient, why: String) -> ClientError {
+    match recovery::save(&options.host, options.port, &options.document, sync) {
+        Ok((path, changes)) => ClientError::Unsaved { why, changes, path },
+        Err(e) => e.into(),
+    }
 }
 
 /// Whether a refusal is worth reconnecting over. Refusals of the request itself (bad
@@ -83,14 +137,27 @@ pub async fn run(
     input: impl AsyncBufRead + Unpin,
     out: &mut impl Write,
 ) -> Result<(), ClientError> {
+    let (mut sync, recovering) = start_client(options)?;
+    if let Some(offer) = recovery_offer(options) {
+        eprintln!("editor-client: {offer}");
+    }
+    let mut discarded = false;
     let mut link = Link::connect(options.target()).await?;
-    let mut sync = SyncClient::new(random_key());
     link.send(&sync.join(&options.document, &options.name))
         .await;
     let mut updates = LineUpdates::new(sync.text());
     while !sync.is_joined() {
         let event = link.next().await;
-        handle(&mut sync, &mut link, options, event, out, None).await?;
+        handle(
+            &mut sync,
+            &mut link,
+            options,
+            event,
+            out,
+            None,
+            &mut discarded,
+        )
+        .await?;
     }
     let text = sync.text().to_string();
     out.write_all(text.as_bytes())?;
@@ -106,7 +173,19 @@ pub async fn run(
 
     let mut lines = input.lines();
     let mut input_open = true;
+    let mut give_up_at: Option<std::time::Instant> = None;
     while input_open || sync.has_pending() {
+        if !input_open && give_up_at.is_none() {
+            give_up_at = Some(std::time::Instant::now() + options.wait);
+            if link.state() == LinkState::Reconnecting {
+                eprintln!(
+                    "editor-client: waiting for the server to save {} change{} (giving up in {} s)",
+                    sync.pending_changes(),
+                    if sync.pending_changes() == 1 { "" } else { "s" },
+                    options.wait.as_secs()
+                );
+            }
+        }
         let due = updates.due();
         tokio::select! {
             line = lines.next_line(), if input_open => match line? {
@@ -126,14 +205,27 @@ pub async fn run(
                 None => input_open = false,
             },
             event = link.next() => {
-                handle(&mut sync, &mut link, options, event, out, Some(&mut updates)).await?
+                handle(&mut sync, &mut link, options, event, out, Some(&mut updates), &mut discarded).await?
             }
             _ = sleep_until(due), if due.is_some() => {
                 print_lines(&updates.report(sync.text()), out)?;
             }
+            _ = sleep_until(give_up_at), if give_up_at.is_some() => {
+                print_lines(&updates.report(sync.text()), out)?;
+                let why = format!("gave up waiting for the server after {} s", options.wait.as_secs());
+                return Err(give_up(options, &sync, why));
+            }
         }
     }
     print_lines(&updates.report(sync.text()), out)?;
+    if let (Some(path), false) = (recovering, discarded) {
+        // Everything in it is saved now: the file has done its job.
+        let _ = std::fs::remove_file(&path);
+        eprintln!(
+            "editor-client: the changes in {} are saved by the server; file removed",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -171,6 +263,7 @@ async fn handle(
     event: LinkEvent,
     out: &mut impl Write,
     mut updates: Option<&mut LineUpdates>,
+    discarded_any: &mut bool,
 ) -> Result<(), ClientError> {
     let msg = match event {
         LinkEvent::Message(msg) => msg,
@@ -198,6 +291,7 @@ async fn handle(
                 link.lose(reason);
             }
             Event::Reset { discarded } => {
+                *discarded_any |= discarded;
                 if discarded {
                     eprintln!(
                         "editor-client: the server's copy replaced ours; unacknowledged lines were lost"

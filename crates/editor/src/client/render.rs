@@ -49,8 +49,12 @@ pub struct Status {
     pub state: ConnState,
     /// Local edits not yet acknowledged.
     pub pending: bool,
+    /// How many changes wait for the server (shown while reconnecting).
+    pub waiting: usize,
     /// A one-off notice (a reset, a refusal).
     pub notice: Option<String>,
+    /// A question that takes the whole status line until answered ("Quit anyway? y/N").
+    pub prompt: Option<String>,
 }
 
 /// Draws everything; the text area is the frame minus its last row.
@@ -166,10 +170,24 @@ fn draw_status(
     status: &Status,
 ) {
     let bar = Style::default().add_modifier(Modifier::REVERSED);
+    if let Some(prompt) = &status.prompt {
+        buf.set_style(area, bar);
+        let line = Line::from(Span::styled(
+            format!(" {prompt} "),
+            bar.add_modifier(Modifier::BOLD),
+        ));
+        buf.set_line(area.x, area.y, &line, area.width);
+        return;
+    }
     let (line, col) = view.cursor_line_col(text);
     let state = match status.state {
         ConnState::Connected if status.pending => "connected, sending…",
         ConnState::Connected => "connected",
+        ConnState::Reconnecting if status.waiting > 0 => &format!(
+            "reconnecting… {} change{} waiting",
+            status.waiting,
+            if status.waiting == 1 { "" } else { "s" }
+        ),
         ConnState::Reconnecting => "reconnecting…",
         ConnState::Saving => "saving…",
     };
@@ -225,6 +243,8 @@ mod tests {
             name: "me".into(),
             state: ConnState::Connected,
             pending: false,
+            waiting: 0,
+            prompt: None,
             notice: None,
         }
     }

@@ -75,6 +75,24 @@ struct InFlight {
     op: TextOperation,
 }
 
+/// Everything the server has not acknowledged, in a form another process can resume from
+/// (see [`super::recovery`]): the same key and sequence numbers, so the server and the
+/// catch-up recognise a change that did get committed and nothing is applied twice.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unsaved {
+    pub key: u64,
+    pub epoch: u64,
+    /// The server revision the local text is based on.
+    pub revision: u64,
+    pub next_seq: u64,
+    /// The change sent and not acknowledged: its sequence number and operation.
+    pub inflight: Option<(u64, TextOperation)>,
+    /// Later local edits, not sent yet.
+    pub buffer: Vec<TextOperation>,
+    /// The local text (the server's revision plus all of the above).
+    pub text: String,
+}
+
 /// One client's view of one document.
 #[derive(Debug)]
 pub struct SyncClient {
@@ -146,6 +164,81 @@ impl SyncClient {
     /// True while some local edit has not been acknowledged.
     pub fn has_pending(&self) -> bool {
         self.inflight.is_some() || !self.buffer.is_empty()
+    }
+
+    /// Local changes not yet acknowledged: the one in flight plus those buffered behind it.
+    pub fn pending_changes(&self) -> usize {
+        usize::from(self.inflight.is_some()) + self.buffer.len()
+    }
+
+    /// What is not acknowledged yet, to save (None before the first snapshot).
+    ///
+    /// Edits that were never sent are saved as one change with the next sequence number, as
+    /// if sent: every process that resumes from the same save then sends the very same
+    /// change, so a second resume recognises it in the catch-up (and the server by its
+    /// sequence number) instead of applying it again.
+    pub fn unsaved(&self) -> Option<Unsaved> {
+        let revision = self.revision?;
+        let mut unsaved = Unsaved {
+            key: self.key,
+            epoch: self.epoch,
+            revision,
+            next_seq: self.next_seq,
+            inflight: self.inflight.as_ref().map(|f| (f.seq, f.op.clone())),
+            buffer: self.buffer.clone(),
+            text: self.text.to_string(),
+        };
+        if unsaved.inflight.is_none() && !unsaved.buffer.is_empty() {
+            if let Ok(op) = compose_all(std::mem::take(&mut unsaved.buffer)) {
+                unsaved.inflight = Some((self.next_seq, op));
+                unsaved.next_seq = self.next_seq + 1;
+            } else {
+                unsaved.buffer = self.buffer.clone();
+            }
+        }
+        Some(unsaved)
+    }
+
+    /// A client that picks up where a saved one left off: [`join`](Self::join) then catches
+    /// up from the saved revision and sends what the server never committed. Fails if the
+    /// saved changes do not lead to the saved text.
+    pub fn resume(saved: Unsaved) -> Result<Self, SyncError> {
+        let text = Rope::from_str(&saved.text);
+        let ops = saved
+            .inflight
+            .iter()
+            .map(|(_, op)| op)
+            .chain(saved.buffer.iter());
+        let mut expected = None;
+        for op in ops {
+            if let Some(len) = expected {
+                if op.base_len() != len {
+                    return Err(OtError::LengthMismatch {
+                        expected: len,
+                        actual: op.base_len(),
+                    }
+                    .into());
+                }
+            }
+            expected = Some(op.target_len());
+        }
+        if let Some(len) = expected.filter(|&len| len != text.len_chars()) {
+            return Err(OtError::LengthMismatch {
+                expected: len,
+                actual: text.len_chars(),
+            }
+            .into());
+        }
+        let mut client = SyncClient::new(saved.key);
+        client.epoch = saved.epoch;
+        client.revision = Some(saved.revision);
+        client.next_seq = saved
+            .next_seq
+            .max(saved.inflight.as_ref().map_or(1, |f| f.0 + 1));
+        client.inflight = saved.inflight.map(|(seq, op)| InFlight { seq, op });
+        client.buffer = saved.buffer;
+        client.text = text;
+        Ok(client)
     }
 
     /// True between a snapshot/catch-up and the next disconnect.

@@ -5,8 +5,11 @@
 //! bounded channel; the loop `select!`s between it and the link, handles everything that is
 //! already waiting, then draws once. Local edits apply at once (the sync client sends or
 //! buffers them); remote edits arrive in local coordinates and only move the view the way
-//! they move the text. Ctrl-Q quits, first waiting up to [`QUIT_GRACE`] for unacknowledged
-//! edits to be acknowledged so that nothing typed just before quitting is lost.
+//! they move the text. Ctrl-Q (or Ctrl-C) quits once every edit is acknowledged, waiting up
+//! to [`QUIT_GRACE`] while connected. If edits are still unacknowledged (at once while
+//! reconnecting) it asks "N changes not yet saved by the server (reconnecting…). Quit
+//! anyway? y/N"; yes saves them to a recovery file ([`super::recovery`]) and exits with an
+//! error naming it, anything else goes back to editing.
 
 use std::io::{Stdout, Write};
 use std::time::Duration;
@@ -20,13 +23,13 @@ use ratatui::Terminal;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::lines::{is_fatal, ClientError, LineOptions};
+use super::lines::{give_up, is_fatal, recovery_offer, start_client, ClientError, LineOptions};
 use super::link::{Link, LinkEvent, LinkState};
 use super::render::{self, ConnState, Peer, Status, PALETTE};
 use super::sync::{Event, SyncClient};
 use super::view::{action_for_key, action_for_paste, Action, View};
 use crate::presence::Selection;
-use crate::protocol::{random_key, MAX_DOCUMENT_BYTES};
+use crate::protocol::MAX_DOCUMENT_BYTES;
 
 /// How long Ctrl-Q waits for outstanding acknowledgements.
 pub const QUIT_GRACE: Duration = Duration::from_secs(3);
@@ -42,6 +45,14 @@ struct App {
     view: View,
     notice: Option<String>,
     quitting: Option<Instant>,
+    /// Asking whether to quit with unacknowledged edits.
+    confirming: bool,
+    /// The answer was yes.
+    quit_anyway: bool,
+    /// Resumed from this recovery file: deleted once everything in it is acknowledged.
+    recovering: Option<std::path::PathBuf>,
+    /// A snapshot replaced local edits since the start (the recovery file is then kept).
+    discarded: bool,
 }
 
 /// Restores the terminal when dropped, also on errors.
@@ -56,13 +67,18 @@ impl Drop for TerminalGuard {
 
 /// Runs full-screen mode until Ctrl-Q.
 pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
+    let (sync, recovering) = start_client(options)?;
     let mut link = Link::connect(options.target()).await?;
     let mut app = App {
         options: options.clone(),
-        sync: SyncClient::new(random_key()),
+        sync,
         view: View::new(80, 23),
-        notice: None,
+        notice: recovery_offer(options),
         quitting: None,
+        confirming: false,
+        quit_anyway: false,
+        recovering,
+        discarded: false,
     };
     link.send(&app.sync.join(&options.document, &options.name))
         .await;
@@ -93,9 +109,14 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
     });
 
     loop {
+        app.forget_recovered();
         app.draw(&mut terminal, &link)?;
         if app.done() {
             return Ok(());
+        }
+        if app.quit_anyway {
+            let why = "quit before the server saved everything".to_owned();
+            return Err(give_up(&app.options, &app.sync, why));
         }
         let deadline = app
             .quitting
@@ -106,7 +127,7 @@ pub async fn run(options: &LineOptions) -> Result<(), ClientError> {
                 None => return Ok(()),
             },
             ev = link.next() => app.link_event(&mut link, ev).await?,
-            _ = tokio::time::sleep_until(deadline) => return Ok(()),
+            _ = tokio::time::sleep_until(deadline) => app.ask_before_quitting(),
         }
         // Take in whatever else is already waiting before drawing again.
         for _ in 0..BATCH {
@@ -124,7 +145,55 @@ impl App {
     /// Quitting and nothing left unacknowledged (otherwise the loop waits, reconnecting if
     /// need be, until the [`QUIT_GRACE`] deadline).
     fn done(&self) -> bool {
-        self.quitting.is_some() && !self.sync.has_pending()
+        (self.quitting.is_some() || self.confirming) && !self.sync.has_pending()
+    }
+
+    /// The grace period is over (or there is none: reconnecting) and edits are still
+    /// unacknowledged: ask.
+    fn ask_before_quitting(&mut self) {
+        self.quitting = None;
+        self.confirming = true;
+    }
+
+    /// The question asked while quitting with unacknowledged edits.
+    fn question(&self, link: LinkState) -> String {
+        let n = self.sync.pending_changes();
+        format!(
+            "{n} change{} not yet saved by the server ({}). Quit anyway? y/N",
+            if n == 1 { "" } else { "s" },
+            match link {
+                LinkState::Reconnecting => "reconnecting…",
+                LinkState::Up => "waiting for it",
+            }
+        )
+    }
+
+    /// The answer to "Quit anyway? y/N": y quits (saving a recovery file), any other key
+    /// goes back to editing.
+    fn answer(&mut self, key: &event::KeyEvent) {
+        if key.kind == event::KeyEventKind::Release {
+            return;
+        }
+        self.confirming = false;
+        self.quit_anyway = matches!(key.code, event::KeyCode::Char('y' | 'Y'))
+            && !key.modifiers.contains(event::KeyModifiers::CONTROL);
+        if !self.quit_anyway {
+            self.notice = Some("not quitting: keep editing".to_owned());
+        }
+    }
+
+    /// Deletes the recovery file we resumed from once everything in it is acknowledged.
+    fn forget_recovered(&mut self) {
+        if self.sync.is_joined() && !self.sync.has_pending() {
+            if let Some(path) = self.recovering.take() {
+                if self.discarded {
+                    self.notice = Some(format!("recovery file kept: {}", path.display()));
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                    self.notice = Some("recovered changes saved by the server".to_owned());
+                }
+            }
+        }
     }
 
     fn draw(
@@ -143,7 +212,9 @@ impl App {
                 (false, LinkState::Up) => ConnState::Connected,
             },
             pending: self.sync.has_pending(),
+            waiting: self.sync.pending_changes(),
             notice: self.notice.clone(),
+            prompt: self.confirming.then(|| self.question(link.state())),
         };
         let text = self.sync.text();
         let view = &self.view;
@@ -167,6 +238,12 @@ impl App {
     }
 
     async fn terminal_event(&mut self, link: &mut Link, ev: TermEvent) {
+        if self.confirming {
+            if let TermEvent::Key(key) = &ev {
+                self.answer(key);
+                return;
+            }
+        }
         let action = match ev {
             TermEvent::Key(key) => action_for_key(key),
             TermEvent::Paste(text) => Some(action_for_paste(&text)),
@@ -178,7 +255,13 @@ impl App {
         };
         let Some(action) = action else { return };
         if action == Action::Quit {
-            self.quitting = Some(Instant::now() + QUIT_GRACE);
+            if !self.sync.has_pending() {
+                self.quitting = Some(Instant::now());
+            } else if link.state() == LinkState::Reconnecting {
+                self.ask_before_quitting();
+            } else {
+                self.quitting = Some(Instant::now() + QUIT_GRACE);
+            }
             return;
         }
         self.notice = None;
@@ -234,6 +317,7 @@ impl App {
                 Event::RemoteEdit { op, .. } => self.view.remote(&op, self.sync.text()),
                 Event::Reset { discarded } => {
                     self.view.reset(self.sync.text());
+                    self.discarded |= discarded;
                     if discarded {
                         self.notice = Some(
                             "the server's copy replaced ours: unacknowledged edits were lost"
