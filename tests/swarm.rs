@@ -9,8 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::p2p::{
-    frame, get_file, get_file_once_indexed, hello_frame, holders_in_log, read_frame, same_content,
-    write_random, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
+    frame, get_file, get_file_once_indexed, hello_frame, hello_message, holders_in_log, read_frame,
+    same_content, varint, write_random, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
 };
 
 const MIB: usize = 1 << 20;
@@ -391,4 +391,169 @@ fn three_rate_limited_holders_in_namespaces_beat_one_by_more_than_half() {
         one.line,
         three.line
     );
+}
+
+// ---- A holder that lies: it answers every piece request with its piece map ----
+
+/// The identity the index log lists for `name`, as bytes.
+fn identity_in_log(text: &str, name: &str) -> [u8; 32] {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("  {name} (")))
+        .unwrap_or_else(|| panic!("{name} not in the log:\n{text}"));
+    let hex = line.split("id ").nth(1).unwrap();
+    hex32(&hex[..64])
+}
+
+/// `Message::FileList` with one complete file, postcard-encoded (variant 3).
+fn file_list_message(name: &str, size: u64, hash: [u8; 32]) -> Vec<u8> {
+    let mut out = vec![3, 1];
+    out.extend(varint(name.len() as u64));
+    out.extend_from_slice(name.as_bytes());
+    out.extend(varint(size));
+    out.extend_from_slice(&hash);
+    out.push(0);
+    out
+}
+
+/// `Message::Have` saying every one of `pieces` pieces is here (variant 11).
+fn have_all_message(pieces: usize) -> Vec<u8> {
+    let mut bits = vec![0u8; pieces.div_ceil(8)];
+    for i in 0..pieces {
+        bits[i / 8] |= 0x80 >> (i % 8);
+    }
+    let mut out = vec![11];
+    out.extend(varint(bits.len() as u64));
+    out.extend(bits);
+    out
+}
+
+/// How the lying holder answers one message on a connection (None: it does not).
+type Answerer = dyn Fn(&[u8]) -> Option<Vec<u8>>;
+
+/// A cluster member that is not a p2p-node, listening on `port` as node `id`: when the
+/// leader dials it, it answers `Hello`, reports one file and acknowledges heartbeats; a
+/// downloader's data connection gets `opened` (a real holder's answer, so the piece
+/// hashes match the identity), and then every `Request` is answered with `Have`.
+fn start_lying_holder(port: u16, id: u32, file: Vec<u8>, opened: Vec<u8>, have: Vec<u8>) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let (file, opened, have) = (file.clone(), opened.clone(), have.clone());
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                s.write_all(&hello_frame()).unwrap();
+                let _their_netutil_hello = read_frame(&mut s);
+                let Some(first) = read_frame(&mut s) else {
+                    return;
+                };
+                let reply_to: Box<Answerer> = match first[0] {
+                    0 => {
+                        // The leader's link: Hello, our files, then heartbeat acks.
+                        let _ = s.write_all(&frame(&hello_message(id, 0)));
+                        let _ = s.write_all(&frame(&file));
+                        Box::new(|msg| (msg[..2] == [2, 3]).then(|| [&[2, 4], &msg[2..]].concat()))
+                    }
+                    6 => {
+                        let _ = s.write_all(&frame(&opened));
+                        Box::new(move |msg| (msg[0] == 8).then(|| have.clone()))
+                    }
+                    _ => return,
+                };
+                while let Some(msg) = read_frame(&mut s) {
+                    if let Some(answer) = reply_to(&msg) {
+                        if s.write_all(&frame(&answer)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Node 1 leads and downloads; node 2 holds `name` (4 MiB); node 3 is the liar. Returns
+/// the cluster once the index lists the liar as a holder, with node 2 still running or not.
+fn cluster_with_a_liar(tag: &str, name: &str, keep_honest: bool) -> Cluster {
+    let size = 4 * MIB;
+    let mut cluster = Cluster::new(tag, 3);
+    write_random(&cluster.dir(2).join(name), size, 9);
+    start_and_index(&mut cluster, &[1, 2], name, size, 1);
+    let hash = identity_in_log(&cluster.read_log(), name);
+    let (_s, opened) = data_connection(cluster.ports[&2], hash);
+    assert_eq!(opened[0], 7, "Opened is variant 7");
+    if !keep_honest {
+        cluster.kill9(2);
+        assert!(cluster
+            .wait_log(HANG_GUARD, |t| holders_in_log(t, name, size as u64) == 0)
+            .is_some());
+    }
+    let file = file_list_message(name, size as u64, hash);
+    start_lying_holder(cluster.ports[&3], 3, file, opened, have_all_message(4));
+    let holders = if keep_honest { 2 } else { 1 };
+    let listed = cluster.wait_log(HANG_GUARD, |t| {
+        holders_in_log(t, name, size as u64) == holders
+    });
+    assert!(
+        listed.is_some(),
+        "{}\n{}",
+        cluster.read_log(),
+        cluster.logs()
+    );
+    cluster
+}
+
+#[test]
+fn a_holder_answering_requests_with_have_is_dropped_and_the_download_completes() {
+    let mut cluster = cluster_with_a_liar("swarm-liar", "lie.bin", true);
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let summary = get_file(node1, "lie.bin", GET_GUARD);
+    let logs = cluster.logs();
+    let summary = summary.unwrap_or_else(|| panic!("the download did not complete\n{logs}"));
+    assert_eq!(
+        summary.per_peer.keys().copied().collect::<Vec<_>>(),
+        vec![2],
+        "{}",
+        summary.line
+    );
+    assert!(
+        cluster
+            .node(1)
+            .wait_for("stopped using Node 3", Duration::ZERO)
+            .is_some_and(|l| l.contains("answers to nothing that was asked")),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_get_from_only_a_lying_holder_fails_in_bounded_time_and_can_be_retried() {
+    let mut cluster = cluster_with_a_liar("swarm-liar-only", "lie.bin", false);
+    let failed = "get lie.bin: failed: ";
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let asked = Instant::now();
+    node1.write_stdin("get lie.bin\n");
+    let line = node1.wait_for(failed, GET_GUARD);
+    let took = asked.elapsed();
+    let logs = cluster.logs();
+    let line = line.unwrap_or_else(|| panic!("get never ended\n{logs}"));
+    assert!(
+        line.contains("Node 3"),
+        "the reason names the holder: {line}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}: {line}");
+    // The name is not left refused as "already downloading": a second get runs (and
+    // fails the same way, since the liar is still the only holder).
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let mut out = node1.take_stdout();
+    let answers = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        text
+    });
+    node1.write_stdin("get lie.bin\n");
+    let second = node1.wait_for_nth(failed, 2, GET_GUARD);
+    node1.write_stdin("quit\n");
+    let stdout = answers.join().unwrap();
+    assert!(second.is_some(), "console:\n{stdout}\n{}", cluster.logs());
 }

@@ -2,6 +2,8 @@
 //! `quit`) and the downloads they start, which ask the loop for the index and announce
 //! themselves as partial holders.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::files::Waiter;
@@ -46,18 +48,26 @@ impl Node {
             tracing::warn!("{line}");
             return line;
         }
-        if self.downloads.contains(&name) {
+        self.forget_ended_downloads();
+        if self.downloads.contains_key(&name) {
             return format!("get {name}: already downloading");
         }
         if self.downloads.len() >= MAX_DOWNLOADS {
             return format!("get {name}: {MAX_DOWNLOADS} downloads are running; try again later");
         }
-        self.downloads.insert(name.clone());
+        // The task holds `running` until it ends, however it ends (done, failed, panicked,
+        // dropped at shutdown), so a name is never refused for a download that is gone.
+        let running = Arc::new(());
+        self.downloads.insert(name.clone(), running.clone());
         let ctx = self.swarm.clone();
         let answer = format!("get {name}: looking for holders");
         self.shutdown.spawn(async move {
             let events = ctx.events.clone();
-            match swarm::download(ctx, name.clone()).await {
+            let result = swarm::download(ctx, name.clone()).await;
+            // Free the name before saying so: a `get` typed right after the line must run.
+            let _ = events.send(SwarmEvent::Finished(name.clone())).await;
+            drop(running);
+            match result {
                 Ok(summary) => {
                     let line = summary.to_string();
                     tracing::info!("{line}");
@@ -69,9 +79,27 @@ impl Node {
                     swarm::print_line(&line);
                 }
             }
-            let _ = events.send(SwarmEvent::Finished(name)).await;
         });
         answer
+    }
+
+    /// Drops the downloads whose task is gone without saying `Finished` (a panic): their
+    /// names may be downloaded again, and they are no longer announced as partial.
+    fn forget_ended_downloads(&mut self) {
+        let ended: Vec<String> = self
+            .downloads
+            .iter()
+            .filter(|(_, running)| Arc::strong_count(running) == 1)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut changed = false;
+        for name in ended {
+            self.downloads.remove(&name);
+            changed |= self.partial.remove(&name).is_some();
+        }
+        if changed {
+            self.files_changed();
+        }
     }
 
     pub(super) fn on_console(&mut self, command: Command, reply: oneshot::Sender<String>) {

@@ -17,7 +17,7 @@
 //! and the index live in `files.rs`, console commands and downloads in `commands.rs`, the
 //! background tasks (scans, the index log) in `tasks.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -153,7 +153,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         files_waiters: IndexWaiters::default(),
         shutdown: shutdown.clone(),
         swarm,
-        downloads: BTreeSet::new(),
+        downloads: BTreeMap::new(),
         partial: BTreeMap::new(),
     };
     node.election.restore_max_term(restored_term);
@@ -205,7 +205,7 @@ struct Node {
     shutdown: Shutdown,
     swarm: Arc<SwarmContext>,
     /// Names being downloaded.
-    downloads: BTreeSet<String>,
+    downloads: BTreeMap<String, Arc<()>>,
     /// Downloads in progress, announced as partial holdings.
     partial: BTreeMap<String, FileEntry>,
 }

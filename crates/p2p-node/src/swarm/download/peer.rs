@@ -1,9 +1,11 @@
-//! The per-peer loop: keep [`WINDOW`](super::WINDOW) requests in flight to one holder, hand each piece that
-//! arrives to a verifier, refresh a partial holder's piece map, and stop when the download
-//! completes or this peer fails.
+//! The per-peer loop: keep [`WINDOW`](super::WINDOW) requests in flight to one holder, hand
+//! each piece that arrives to a verifier, refresh a partial holder's piece map, and stop
+//! when the download completes or this peer fails. Each request has its own deadline, and a holder that
+//! answers what was not asked is dropped after [`MAX_VIOLATIONS`].
 
+use std::collections::BTreeMap;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::task::JoinSet;
@@ -15,10 +17,54 @@ use super::{lock, piece_len, TICK, VERIFYING};
 use crate::swarm::pieces::Bitfield;
 use crate::wire::{piece_frame_index, Message, NodeId, PIECE_HEADER};
 
-/// A peer with requests pending that sends nothing for this long is dropped.
-const PIECE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one request (a piece, or a partial holder's piece map) may go unanswered. Each
+/// request has its own deadline: frames that answer other requests do not extend it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often partial holders are asked which pieces they have now.
 const HAVE_REFRESH: Duration = Duration::from_millis(500);
+/// Answers to nothing that was asked (a piece or `Missing` not requested, an unasked
+/// `Have`, a message that has no place on a data connection) after which a holder is
+/// dropped for this download; its requests go to the other holders.
+pub(super) const MAX_VIOLATIONS: u32 = 3;
+
+/// What this peer owes us: one answer per request sent, each with its own deadline.
+#[derive(Debug, Default)]
+struct Outstanding {
+    /// Pieces requested, with the instant by which each must arrive (or be `Missing`).
+    pieces: BTreeMap<u32, Instant>,
+    /// A `HaveQuery` sent and its deadline.
+    have: Option<Instant>,
+    /// Answers that answered nothing.
+    violations: u32,
+}
+
+impl Outstanding {
+    fn is_empty(&self) -> bool {
+        self.pieces.is_empty() && self.have.is_none()
+    }
+
+    /// The earliest deadline, and what it is for.
+    fn next_deadline(&self) -> Option<(Instant, String)> {
+        let piece = self
+            .pieces
+            .iter()
+            .min_by_key(|(_, at)| **at)
+            .map(|(p, at)| (*at, format!("piece {p}")));
+        let have = self.have.map(|at| (at, "its piece map".to_owned()));
+        piece.into_iter().chain(have).min_by_key(|(at, _)| *at)
+    }
+
+    /// Charges one violation; an error once there are [`MAX_VIOLATIONS`].
+    fn violation(&mut self, what: String) -> Result<(), String> {
+        self.violations += 1;
+        if self.violations >= MAX_VIOLATIONS {
+            return Err(format!(
+                "{MAX_VIOLATIONS} answers to nothing that was asked (the last: {what})"
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Fetches pieces from one peer until the download completes or this peer fails.
 pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(), String> {
@@ -29,8 +75,7 @@ pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(),
         ..
     } = peer;
     let mut verifying: JoinSet<io::Result<Verified>> = JoinSet::new();
-    // Replies owed by the peer: one per Request (piece or Missing) and per HaveQuery.
-    let mut owed = 0usize;
+    let mut owed = Outstanding::default();
     let mut refresh = tokio::time::interval(HAVE_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,21 +83,24 @@ pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(),
         loop {
             let next = lock(&download.picker).next_request(id);
             let Some(piece) = next else { break };
-            conn.feed(&Message::Request {
-                piece: piece as u32,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            owed += 1;
+            let piece = piece as u32;
+            conn.feed(&Message::Request { piece })
+                .await
+                .map_err(|e| e.to_string())?;
+            owed.pieces.insert(piece, Instant::now() + REQUEST_TIMEOUT);
             asked = true;
         }
         if asked {
             conn.flush().await.map_err(|e| e.to_string())?;
         }
-        if owed == 0 && verifying.is_empty() && download.may_leave() {
+        if owed.is_empty() && verifying.is_empty() && download.may_leave() {
             return Ok(());
         }
-        let can_receive = owed > 0 && verifying.len() < VERIFYING;
+        let waiting = !owed.is_empty();
+        let can_receive = waiting && verifying.len() < VERIFYING;
+        let (deadline, late) = owed
+            .next_deadline()
+            .unwrap_or_else(|| (Instant::now() + REQUEST_TIMEOUT, String::new()));
         tokio::select! {
             _ = download.token.cancelled() => return Err("cancelled".into()),
             Some(joined) = verifying.join_next(), if !verifying.is_empty() => {
@@ -61,40 +109,42 @@ pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(),
                     .map_err(|e| format!("cannot write the piece: {e}"))?;
                 on_verified(download, id, conn.peer(), verified)?;
             }
-            received = tokio::time::timeout(PIECE_TIMEOUT, conn.recv_frame()), if can_receive => {
+            _ = tokio::time::sleep_until(deadline.into()), if waiting => {
+                return Err(format!("{late} not answered within {REQUEST_TIMEOUT:?}"));
+            }
+            received = conn.recv_frame(), if can_receive => {
                 let frame = match received {
-                    Err(_) => return Err(format!("sent nothing for {PIECE_TIMEOUT:?}")),
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Ok(Ok(None)) => return Err("closed the connection".into()),
-                    Ok(Ok(Some(frame))) => frame,
+                    Err(e) => return Err(e.to_string()),
+                    Ok(None) => return Err("closed the connection".into()),
+                    Ok(Some(frame)) => frame,
                 };
-                owed -= 1;
-                on_frame(download, id, frame, &mut verifying)?;
+                on_frame(download, id, frame, &mut owed, &mut verifying)?;
             }
-            _ = refresh.tick(), if partial && owed == 0 => {
+            _ = refresh.tick(), if partial && !waiting => {
                 conn.send(&Message::HaveQuery).await.map_err(|e| e.to_string())?;
-                owed += 1;
+                owed.have = Some(Instant::now() + REQUEST_TIMEOUT);
             }
-            _ = download.changed.notified(), if owed == 0 => {}
-            _ = tokio::time::sleep(TICK), if owed == 0 => {}
+            _ = download.changed.notified(), if !waiting => {}
+            _ = tokio::time::sleep(TICK), if !waiting => {}
         }
     }
 }
 
-/// Handles one frame from a peer: a piece goes to a verifier; `Missing` and `Have` update
-/// the picker; anything else ends this peer.
+/// Handles one frame from a peer: a requested piece goes to a verifier; `Missing` for a
+/// requested piece and `Have` after a `HaveQuery` update the picker; an answer to nothing
+/// that was asked is a violation; a malformed frame or a refusal ends this peer.
 fn on_frame(
     download: &Download,
     id: NodeId,
     frame: BytesMut,
+    owed: &mut Outstanding,
     verifying: &mut JoinSet<io::Result<Verified>>,
 ) -> Result<(), String> {
     if let Some(index) = piece_frame_index(&frame) {
-        let piece = index as usize;
-        let count = download.pieces.hashes.len();
-        if piece >= count || !lock(&download.picker).is_requested(id, piece) {
-            return Err(format!("sent piece {index}, which was not asked for"));
+        if owed.pieces.remove(&index).is_none() {
+            return owed.violation(format!("piece {index}, not requested"));
         }
+        let piece = index as usize;
         let len = piece_len(&download.pieces, piece);
         if frame.len() != PIECE_HEADER + len {
             return Err(format!(
@@ -109,16 +159,22 @@ fn on_frame(
         postcard::from_bytes(&frame).map_err(|e| format!("malformed message: {e}"))?;
     match msg {
         Message::Missing { piece } => {
+            if owed.pieces.remove(&piece).is_none() {
+                return owed.violation(format!("Missing for piece {piece}, not requested"));
+            }
             lock(&download.picker).missing(id, piece as usize);
             Ok(())
         }
         Message::Have { have } => {
+            if owed.have.take().is_none() {
+                return owed.violation("a piece map, not asked for".into());
+            }
             let count = download.pieces.hashes.len();
             let bits = Bitfield::from_bytes(count, &have).ok_or("sent a malformed piece map")?;
             lock(&download.picker).update_have(id, bits);
             Ok(())
         }
         Message::Refused { reason, .. } => Err(format!("refused: {reason}")),
-        other => Err(format!("unexpected message {other:?}")),
+        other => owed.violation(format!("unexpected message {other:?}")),
     }
 }
