@@ -185,7 +185,12 @@ async fn acked_changes_survive_kill_9() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Mid-burst: once the server has committed its 20th change (it logs "NAME r20 ...").
+    assert!(
+        server.wait_for(" r20 ", T).is_some(),
+        "the burst never reached revision 20:\n{}",
+        server.stderr_text()
+    );
     server.kill9();
     let mut acked = Vec::new();
     for t in tasks {
