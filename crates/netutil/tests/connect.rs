@@ -49,14 +49,16 @@ async fn silent_first_address_costs_only_the_attempt_delay() {
     let (_stream, reached) = connect_addrs(&[silent, good], &options).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(reached, good);
-    // The second attempt starts after the 250 ms delay, long before the 1 s SYN retry.
+    // The second attempt starts after the 250 ms attempt delay instead of after the silent
+    // address's 10 s connect timeout. The upper bound is only a hang guard, generous for a
+    // loaded machine: it still fails if the race waits for the timeout.
     assert!(
         elapsed >= Duration::from_millis(240),
         "did not wait for the attempt delay: {elapsed:?}"
     );
     assert!(
-        elapsed < Duration::from_millis(900),
-        "waited for the OS instead of racing: {elapsed:?}"
+        elapsed < Duration::from_secs(5),
+        "waited for the connect timeout instead of racing: {elapsed:?}"
     );
 }
 
