@@ -7,6 +7,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::bin_path;
@@ -586,4 +588,98 @@ fn a_cluster_file_with_ipv6_and_host_names_works() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Keeps `per_port` idle connections from 127.0.0.2 open to each of `ports`, opening a new
+/// one whenever the node closes one, until `stop` is set.
+fn idle_crowd(
+    ports: Vec<u16>,
+    per_port: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut tasks = Vec::new();
+            for port in ports {
+                for _ in 0..per_port {
+                    let stop = stop.clone();
+                    tasks.push(tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                            let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                            let Ok(mut stream) = socket.connect(target).await else {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                continue;
+                            };
+                            let mut buf = [0u8; 256];
+                            // Idle: read (the node's hello) until the node closes it.
+                            while !stop.load(Ordering::Relaxed) {
+                                let read = tokio::time::timeout(
+                                    Duration::from_millis(200),
+                                    tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+                                )
+                                .await;
+                                if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+                                    break;
+                                }
+                            }
+                        }
+                    }));
+                }
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+    })
+}
+
+#[test]
+fn idle_connections_from_one_source_do_not_delay_links_or_a_rejoin() {
+    let mut cluster = Cluster::new("crowd", 3);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    // 200 idle connections from another source to the leader and to node 3, renewed as
+    // soon as a node closes one (the handshake timeout).
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = vec![cluster.ports[&1], cluster.ports[&3]];
+    let crowd = idle_crowd(ports, 200, stop.clone());
+    assert!(
+        cluster
+            .node(1)
+            .wait_for("handshakes in progress from this source", HANG_GUARD)
+            .is_some(),
+        "{}",
+        cluster.logs()
+    );
+    // Node 3 restarts into the crowd: it rejoins in the normal election time.
+    cluster.kill9(3);
+    let restarted_at = now_of_day();
+    cluster.start(3);
+    let agreed = cluster.wait_agreement(1, HANG_GUARD);
+    stop.store(true, Ordering::Relaxed);
+    crowd.join().unwrap();
+    agreed.unwrap_or_else(|| panic!("no agreement\n{}", cluster.logs()));
+    let rejoined = cluster.leader_of(3).unwrap().at - restarted_at;
+    assert!(
+        rejoined < 1.0,
+        "node 3 rejoined after {rejoined:.3} s\n{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster
+            .node(3)
+            .wait_for("partition of one", Duration::ZERO)
+            .is_none(),
+        "node 3 led alone for a while\n{}",
+        cluster.logs()
+    );
 }

@@ -557,3 +557,42 @@ fn a_get_from_only_a_lying_holder_fails_in_bounded_time_and_can_be_retried() {
     let stdout = answers.join().unwrap();
     assert!(second.is_some(), "console:\n{stdout}\n{}", cluster.logs());
 }
+
+#[test]
+fn sixteen_downloaders_that_never_read_do_not_stop_a_real_get() {
+    let size = 16 * MIB;
+    let mut cluster = Cluster::new("swarm-hogs", 2);
+    write_random(&cluster.dir(2).join("big.bin"), size, 11);
+    start_and_index(&mut cluster, &[1, 2], "big.bin", size, 1);
+    let hash = identity_in_log(&cluster.read_log(), "big.bin");
+    // Sixteen downloaders (as many as node 2 has upload slots) ask for every piece and
+    // never read: node 2's sends to them block once the socket buffers are full.
+    let hogs: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let (mut s, answer) = data_connection(cluster.ports[&2], hash);
+            assert_eq!(answer[0], 7, "Opened: {answer:?}");
+            for piece in 0..16u64 {
+                let mut request = vec![8];
+                request.extend(varint(piece));
+                s.write_all(&frame(&request)).unwrap();
+            }
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = Instant::now();
+    let node1 = cluster.nodes.get_mut(&1).unwrap();
+    let summary = get_file(node1, "big.bin", GET_GUARD);
+    let took = asked.elapsed();
+    drop(hogs);
+    let summary = summary.unwrap_or_else(|| panic!("the get did not complete\n{}", cluster.logs()));
+    assert_eq!(
+        summary.per_peer.keys().copied().collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(same_content(
+        &cluster.dir(2).join("big.bin"),
+        &cluster.dir(1).join("big.bin")
+    ));
+}

@@ -8,24 +8,29 @@
 //! for. Pieces are read with positional reads on a blocking thread. Each connection is its
 //! own task and may stall only itself: a downloader that does not read for
 //! [`SEND_TIMEOUT`] is disconnected; the number of connections served at once is bounded
-//! ([`ServeOptions::max_uploads`]; more are refused with a reason).
+//! ([`ServeOptions::max_uploads`]). When every upload slot is taken, one whose downloader
+//! has kept it waiting (not reading, or not asking) for [`STALL_EVICT`] is closed and its
+//! slot given to the newcomer; otherwise the newcomer is refused with a reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cluster::links::NodeConnection;
 use bytes::{BufMut, BytesMut};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::swarm::pieces::{self, Bitfield, FilePieces};
 use crate::wire::{piece_frame_index, ContentHash, FileEntry, Message, PIECE_HEADER, PIECE_TAG};
 
 /// A downloader that takes longer than this to accept one piece is disconnected.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// An upload kept waiting by its downloader this long gives its slot to a new downloader
+/// when all slots are taken.
+pub const STALL_EVICT: Duration = Duration::from_secs(2);
 /// A data connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -67,7 +72,7 @@ pub struct Servable {
 pub struct Library {
     dir: PathBuf,
     files: RwLock<HashMap<ContentHash, Servable>>,
-    uploads: Arc<Semaphore>,
+    uploads: Arc<Mutex<Uploads>>,
     options: ServeOptions,
     /// Rate limit: when the next byte may be sent.
     pace: Mutex<tokio::time::Instant>,
@@ -78,7 +83,7 @@ impl Library {
         Library {
             dir,
             files: RwLock::new(HashMap::new()),
-            uploads: Arc::new(Semaphore::new(options.max_uploads.max(1))),
+            uploads: Arc::new(Mutex::new(Uploads::default())),
             options,
             pace: Mutex::new(tokio::time::Instant::now()),
         }
@@ -132,8 +137,35 @@ impl Library {
         self.files.read().ok()?.get(identity).cloned()
     }
 
-    fn try_upload_slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.uploads.clone().try_acquire_owned().ok()
+    /// An upload slot; when all are taken, the one kept waiting longest by its downloader
+    /// (at least [`STALL_EVICT`]) is cancelled and its slot given out.
+    fn try_upload_slot(&self) -> Option<UploadSlot> {
+        let mut uploads = self.uploads.lock().ok()?;
+        if uploads.active.len() >= self.options.max_uploads.max(1) {
+            let now = Instant::now();
+            let (_, victim) = uploads
+                .active
+                .iter()
+                .filter_map(|(&id, state)| state.waiting_since.map(|since| (since, id)))
+                .filter(|(since, _)| now.duration_since(*since) >= STALL_EVICT)
+                .min()?;
+            if let Some(state) = uploads.active.remove(&victim) {
+                state.cancel.cancel();
+            }
+        }
+        uploads.next += 1;
+        let id = uploads.next;
+        let cancel = CancellationToken::new();
+        let state = UploadState {
+            waiting_since: None,
+            cancel: cancel.clone(),
+        };
+        uploads.active.insert(id, state);
+        Some(UploadSlot {
+            id,
+            uploads: self.uploads.clone(),
+            cancel,
+        })
     }
 
     /// With a rate limit: how long to wait before sending `len` bytes (a node-wide token
@@ -149,6 +181,47 @@ impl Library {
     }
 }
 
+/// The uploads in progress.
+#[derive(Debug, Default)]
+struct Uploads {
+    next: u64,
+    active: BTreeMap<u64, UploadState>,
+}
+
+#[derive(Debug)]
+struct UploadState {
+    /// Since when the upload waits for its downloader (to read a piece, or to ask).
+    waiting_since: Option<Instant>,
+    cancel: CancellationToken,
+}
+
+/// One upload's slot, freed on drop; cancelled when a newcomer takes it over.
+#[derive(Debug)]
+struct UploadSlot {
+    id: u64,
+    uploads: Arc<Mutex<Uploads>>,
+    cancel: CancellationToken,
+}
+
+impl UploadSlot {
+    /// Marks the upload as waiting for its downloader (or not).
+    fn waiting(&self, on: bool) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            if let Some(state) = uploads.active.get_mut(&self.id) {
+                state.waiting_since = on.then(Instant::now);
+            }
+        }
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        if let Ok(mut uploads) = self.uploads.lock() {
+            uploads.active.remove(&self.id);
+        }
+    }
+}
+
 /// Answers one data connection whose first message was `Open { hash }`, until the
 /// downloader closes it or breaks a rule.
 pub async fn serve(mut conn: NodeConnection, hash: ContentHash, library: Arc<Library>) {
@@ -158,7 +231,7 @@ pub async fn serve(mut conn: NodeConnection, hash: ContentHash, library: Arc<Lib
         refuse(&mut conn, format!("no file with identity {hash} here")).await;
         return;
     };
-    let Some(_slot) = library.try_upload_slot() else {
+    let Some(slot) = library.try_upload_slot() else {
         tracing::warn!(
             "{addr}: refused a download of {:?}: {} uploads in progress",
             servable.name,
@@ -178,7 +251,14 @@ pub async fn serve(mut conn: NodeConnection, hash: ContentHash, library: Arc<Lib
         Err(_) => return,
     };
     tracing::info!("{addr}: serving {:?} ({hash})", servable.name);
-    match serve_pieces(&mut conn, &servable, file, &library).await {
+    let served = tokio::select! {
+        served = serve_pieces(&mut conn, &servable, file, &library, &slot) => served,
+        _ = slot.cancel.cancelled() => Err(format!(
+            "the downloader kept its upload waiting for {STALL_EVICT:?} or more while \
+             another downloader needed the slot"
+        )),
+    };
+    match served {
         Ok(sent) => tracing::info!(
             "{addr}: finished serving {:?}: {sent} pieces sent",
             servable.name
@@ -207,6 +287,7 @@ async fn serve_pieces(
     servable: &Servable,
     file: Arc<File>,
     library: &Library,
+    slot: &UploadSlot,
 ) -> Result<u64, String> {
     let pieces = &servable.pieces;
     let opened = Message::Opened {
@@ -219,7 +300,10 @@ async fn serve_pieces(
     let mut sent = 0u64;
     let mut buf = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, conn.recv_frame()).await {
+        slot.waiting(true);
+        let received = tokio::time::timeout(IDLE_TIMEOUT, conn.recv_frame()).await;
+        slot.waiting(false);
+        let frame = match received {
             Err(_) => return Err(format!("no request for {IDLE_TIMEOUT:?}")),
             Ok(Ok(None)) => return Ok(sent),
             Ok(Ok(Some(frame))) => frame,
@@ -259,7 +343,10 @@ async fn serve_pieces(
                     tokio::time::sleep_until(until).await;
                 }
                 let frame = buf.split().freeze();
-                match tokio::time::timeout(SEND_TIMEOUT, conn.send_frame(frame)).await {
+                slot.waiting(true);
+                let sent_in_time = tokio::time::timeout(SEND_TIMEOUT, conn.send_frame(frame)).await;
+                slot.waiting(false);
+                match sent_in_time {
                     Err(_) => {
                         return Err(format!("the downloader read nothing for {SEND_TIMEOUT:?}"))
                     }
@@ -374,9 +461,28 @@ mod tests {
         };
         let library = Library::new(PathBuf::from("/share"), options);
         let first = library.try_upload_slot().unwrap();
-        let _second = library.try_upload_slot().unwrap();
+        let second = library.try_upload_slot().unwrap();
         assert!(library.try_upload_slot().is_none());
         drop(first);
-        assert!(library.try_upload_slot().is_some());
+        let third = library.try_upload_slot().unwrap();
+        // A downloader that keeps its upload waiting loses the slot to a newcomer, but only
+        // after STALL_EVICT, and the longest waiting one goes first.
+        second.waiting(true);
+        assert!(
+            library.try_upload_slot().is_none(),
+            "not waiting long enough"
+        );
+        if let Ok(mut uploads) = library.uploads.lock() {
+            let long_ago = Instant::now() - STALL_EVICT;
+            for state in uploads.active.values_mut() {
+                if state.waiting_since.is_some() {
+                    state.waiting_since = Some(long_ago);
+                }
+            }
+        }
+        let fourth = library.try_upload_slot().unwrap();
+        assert!(second.cancel.is_cancelled());
+        assert!(!third.cancel.is_cancelled() && !fourth.cancel.is_cancelled());
+        assert!(library.try_upload_slot().is_none());
     }
 }

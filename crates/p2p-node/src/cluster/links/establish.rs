@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::run::run_registered;
 use super::secure::Security;
-use super::{LinkId, NodeConnection, PeerEvent, ACCEPT_TIMEOUT, DIAL_TIMEOUT};
+use super::{HandshakeSlot, LinkId, NodeConnection, PeerEvent, ACCEPT_TIMEOUT, DIAL_TIMEOUT};
 use crate::cluster::config::Cluster;
 use crate::cluster::election::{NodeId, Term};
 use crate::swarm::serve::Library;
@@ -131,7 +131,7 @@ pub(super) async fn accept_link(
     addr: SocketAddr,
     link: LinkId,
     events: mpsc::Sender<PeerEvent>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: HandshakeSlot,
     library: Arc<Library>,
     security: Security,
 ) {

@@ -25,12 +25,12 @@
 //! connection from a downloader: it is handed to [`crate::swarm::serve`] and never registered.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netutil::Connection;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use netutil::{Connection, LogLimiter, SourceGuard, SourceLimiter, LOG_INTERVAL};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,8 +62,15 @@ pub const DIAL_QUEUE: usize = 64;
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an accepted connection may take to say `Hello`.
 pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Handshakes of accepted connections in progress at once; more are closed at once.
+/// Handshakes of accepted connections in progress at once from addresses outside the
+/// cluster configuration; more are closed at once.
 pub const MAX_PENDING_ACCEPTS: usize = 64;
+/// Of those, at most this many from one source (an IPv4 address or an IPv6 /64), so one
+/// source cannot take them all.
+pub const MAX_PENDING_PER_SOURCE: usize = 8;
+/// Handshakes in progress at once from the configured cluster addresses. A pool of their
+/// own: other connections, however many, never crowd out a member's link.
+pub const MAX_PENDING_MEMBERS: usize = 64;
 /// Redial backoff of a leader keeping links to every node: first and largest delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -139,6 +146,24 @@ struct Link {
     cancel: CancellationToken,
 }
 
+/// A handshake slot, held by an accepted connection until its first message arrived.
+pub struct HandshakeSlot {
+    _permit: OwnedSemaphorePermit,
+    _source: Option<SourceGuard>,
+}
+
+/// The cluster's addresses that are IP literals (names are not resolved here: a member
+/// behind a name shares the general handshake slots).
+fn member_ips(cluster: &Cluster) -> BTreeSet<IpAddr> {
+    cluster
+        .ids()
+        .into_iter()
+        .filter_map(|id| cluster.get(id))
+        .filter_map(|addr| addr.host.parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect()
+}
+
 /// A registered link as shown by the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
@@ -185,6 +210,13 @@ pub struct Peers {
     last_addr: BTreeMap<NodeId, SocketAddr>,
     backoff: BTreeMap<NodeId, (Instant, Duration)>,
     accept_slots: Arc<Semaphore>,
+    /// Handshakes in progress per source, outside the cluster addresses.
+    per_source: SourceLimiter,
+    /// The configured cluster addresses (IP literals) and their own handshake slots.
+    member_ips: BTreeSet<IpAddr>,
+    member_slots: Arc<Semaphore>,
+    /// Refused connections are logged once per source per interval, with a count.
+    refusals: LogLimiter<IpAddr>,
     /// What this node serves on data connections.
     library: Arc<Library>,
     /// How connections are secured.
@@ -201,6 +233,7 @@ impl Peers {
         library: Arc<Library>,
         security: Security,
     ) -> Self {
+        let member_ips = member_ips(&cluster);
         Peers {
             me,
             cluster,
@@ -216,6 +249,10 @@ impl Peers {
             last_addr: BTreeMap::new(),
             backoff: BTreeMap::new(),
             accept_slots: Arc::new(Semaphore::new(MAX_PENDING_ACCEPTS)),
+            per_source: SourceLimiter::new(MAX_PENDING_PER_SOURCE),
+            member_ips,
+            member_slots: Arc::new(Semaphore::new(MAX_PENDING_MEMBERS)),
+            refusals: LogLimiter::new(LOG_INTERVAL),
             library,
             security,
         }
@@ -305,11 +342,19 @@ impl Peers {
         });
     }
 
-    /// Accepts a connection from the listener (bounded: excess handshakes are refused).
+    /// Accepts a connection from the listener. Handshakes in progress are bounded: from
+    /// the cluster's addresses in a pool of their own, from anywhere else in total and per
+    /// source; a connection beyond a bound is closed at once, and one that does not finish
+    /// its handshake within [`ACCEPT_TIMEOUT`] is closed then.
     pub fn accept(&mut self, stream: tokio::net::TcpStream, addr: SocketAddr) {
-        let Ok(permit) = self.accept_slots.clone().try_acquire_owned() else {
-            tracing::warn!("{addr}: too many handshakes in progress; closing the connection");
-            return;
+        let permit = match self.handshake_slot(addr.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                if let Some(more) = self.refusals.check(&addr.ip()) {
+                    tracing::warn!("{addr}: {reason}; closing the connection{more}");
+                }
+                return;
+            }
         };
         let link = self.new_link_id();
         let (me, cluster, events, token, library, security) = (
@@ -326,6 +371,37 @@ impl Peers {
                 _ = accept_link(me, cluster, stream, addr, link, events, permit, library, security) => {}
             }
         });
+    }
+
+    /// A handshake slot for a connection from `ip`, or why there is none.
+    fn handshake_slot(&self, ip: IpAddr) -> Result<HandshakeSlot, String> {
+        let ip = ip.to_canonical();
+        if self.member_ips.contains(&ip) {
+            let permit = self
+                .member_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| "too many handshakes in progress from cluster addresses")?;
+            return Ok(HandshakeSlot {
+                _permit: permit,
+                _source: None,
+            });
+        }
+        let source = self.per_source.try_acquire(ip).map_err(|full| {
+            format!(
+                "{} handshakes in progress from this source already",
+                full.max
+            )
+        })?;
+        let permit = self
+            .accept_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "too many handshakes in progress")?;
+        Ok(HandshakeSlot {
+            _permit: permit,
+            _source: Some(source),
+        })
     }
 
     /// Decides on a link that completed its handshake (`term`: ours, for our `Hello`). An
