@@ -942,3 +942,68 @@ fn v4_only_and_v6_only_hosts_are_reached_by_name_in_namespaces() {
         stderr_of(&out)
     );
 }
+
+/// Issue 14: one address holding ten thousand idle connections gets its share
+/// (--max-connections-per-source) and no more; a client from another address (127.0.0.2,
+/// another source on loopback) is still served at once, and the refusals are logged once
+/// per interval, not once each.
+#[test]
+fn ten_thousand_idle_connections_from_one_address_do_not_lock_out_another() {
+    raise_open_file_limit(25_000);
+    let (server, port) = start_server(&["--bind", "127.0.0.1", "--no-udp"]);
+    let mut idle = Vec::new();
+    for _ in 0..10_000 {
+        idle.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut other = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from(([127, 0, 0, 2], 0)))?;
+            socket
+                .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await?
+                .into_std()
+        })
+        .unwrap();
+    other.set_nonblocking(false).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(round_trip(&mut other, b"still served"), b"still served");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "127.0.0.2 waited {waited:?}"
+    );
+    let refusals = server
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("--max-connections-per-source"))
+        .count();
+    assert!(
+        (1..10).contains(&refusals),
+        "9,000 refusals logged in {refusals} lines"
+    );
+    drop(idle);
+}
+
+/// Raises this process's soft open-file limit (children inherit it) toward `want`.
+fn raise_open_file_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

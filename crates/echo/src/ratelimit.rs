@@ -6,7 +6,12 @@
 //! `rate` replies per second with bursts of `burst`; beyond that its datagrams are dropped.
 //! The table holds at most `max_sources` addresses so a flood of spoofed sources cannot
 //! grow it: a bucket that has refilled completely carries no information and is evicted
-//! first; if every slot belongs to a source active right now, newcomers are dropped.
+//! first; if every slot belongs to a source active right now, the least recently seen of
+//! a sample is evicted, so a newcomer always gets a bucket and a source that keeps
+//! talking keeps its own (a spoofed source is seen once; a real client comes back).
+//! Whatever the number of sources, all replies together stay within a global budget of
+//! `total_rate` per second, so a flood from many addresses cannot make us a reflector of
+//! more than that.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,8 +24,8 @@ pub enum Verdict {
     Allow,
     /// This source has used up its budget: drop.
     Limited,
-    /// The table is full of active sources and this one is new: drop.
-    TableFull,
+    /// All sources together have used up the global reply budget: drop.
+    OverTotal,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +42,13 @@ pub struct RateLimiter {
     max_sources: usize,
     buckets: HashMap<IpAddr, Bucket>,
     last_sweep: Option<Instant>,
+    total_rate: f64,
+    total: Option<Bucket>,
 }
+
+/// When the table is full of active sources, this many are looked at to pick the least
+/// recently seen one to evict (looking at all would cost a scan per new source).
+const EVICTION_SAMPLE: usize = 32;
 
 /// Sweeping a full table scans it; do that at most this often.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -52,7 +63,16 @@ impl RateLimiter {
             max_sources: max_sources.max(1),
             buckets: HashMap::new(),
             last_sweep: None,
+            total_rate: 0.0,
+            total: None,
         }
+    }
+
+    /// Also limits all replies together to `total_rate` per second (bursts of one second's
+    /// worth); 0 leaves them unlimited.
+    pub fn with_total_rate(mut self, total_rate: u32) -> Self {
+        self.total_rate = f64::from(total_rate);
+        self
     }
 
     /// Number of sources currently tracked.
@@ -73,7 +93,7 @@ impl RateLimiter {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= self.max_sources {
             self.sweep(now);
             if self.buckets.len() >= self.max_sources {
-                return Verdict::TableFull;
+                self.evict_least_recent();
             }
         }
         let (rate, burst) = (self.rate, self.burst);
@@ -84,11 +104,49 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.last = now;
-        if bucket.tokens >= 1.0 {
+        if bucket.tokens < 1.0 {
+            return Verdict::Limited;
+        }
+        if !self.take_from_total(now) {
+            return Verdict::OverTotal;
+        }
+        if let Some(bucket) = self.buckets.get_mut(&source) {
             bucket.tokens -= 1.0;
-            Verdict::Allow
+        }
+        Verdict::Allow
+    }
+
+    /// Takes one reply from the global budget, if there is one.
+    fn take_from_total(&mut self, now: Instant) -> bool {
+        if self.total_rate <= 0.0 {
+            return true;
+        }
+        let rate = self.total_rate;
+        let total = self.total.get_or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(total.last).as_secs_f64();
+        total.tokens = (total.tokens + elapsed * rate).min(rate);
+        total.last = now;
+        if total.tokens >= 1.0 {
+            total.tokens -= 1.0;
+            true
         } else {
-            Verdict::Limited
+            false
+        }
+    }
+
+    /// Evicts the least recently seen source among a sample of the table.
+    fn evict_least_recent(&mut self) {
+        let stalest = self
+            .buckets
+            .iter()
+            .take(EVICTION_SAMPLE)
+            .min_by_key(|(_, b)| b.last)
+            .map(|(ip, _)| *ip);
+        if let Some(ip) = stalest {
+            self.buckets.remove(&ip);
         }
     }
 
@@ -151,8 +209,13 @@ mod tests {
                 Verdict::Allow
             );
         }
-        assert_eq!(limiter.check(ip("192.0.2.9"), t0), Verdict::TableFull);
+        // Full of active sources: the least recently seen one makes room.
+        let t1 = t0 + Duration::from_millis(1);
+        assert_eq!(limiter.check(ip("192.0.2.2"), t1), Verdict::Allow);
+        assert_eq!(limiter.check(ip("192.0.2.3"), t1), Verdict::Allow);
+        assert_eq!(limiter.check(ip("192.0.2.9"), t1), Verdict::Allow);
         assert_eq!(limiter.len(), 3);
+        assert!(!limiter.buckets.contains_key(&ip("192.0.2.1")));
         // After the buckets refill (2 tokens at 10/s = 200 ms) they can be evicted.
         let later = t0 + Duration::from_millis(300);
         assert_eq!(limiter.check(ip("192.0.2.9"), later), Verdict::Allow);
@@ -168,6 +231,36 @@ mod tests {
             limiter.check(IpAddr::from(i.to_be_bytes()), now);
             assert!(limiter.len() <= 64);
         }
+    }
+
+    #[test]
+    fn a_flood_of_new_sources_does_not_lock_out_a_source_that_keeps_talking() {
+        let mut limiter = RateLimiter::new(10, 10, 64);
+        let t0 = Instant::now();
+        let mut allowed = 0;
+        for i in 0..10_000u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            limiter.check(IpAddr::from((0x0a00_0000 + i).to_be_bytes()), now);
+            if i % 100 == 0 && limiter.check(ip("192.0.2.1"), now) == Verdict::Allow {
+                allowed += 1;
+            }
+        }
+        assert_eq!(
+            allowed, 100,
+            "every one of the regular client's datagrams is answered"
+        );
+    }
+
+    #[test]
+    fn all_sources_together_stay_within_the_total_rate() {
+        let mut limiter = RateLimiter::new(1000, 1000, 100_000).with_total_rate(100);
+        let t0 = Instant::now();
+        let allowed = (0..10_000u32)
+            .filter(|&i| limiter.check(IpAddr::from(i.to_be_bytes()), t0) == Verdict::Allow)
+            .count();
+        assert_eq!(allowed, 100);
+        let later = t0 + Duration::from_millis(500);
+        assert_eq!(limiter.check(ip("192.0.2.1"), later), Verdict::Allow);
     }
 
     #[test]

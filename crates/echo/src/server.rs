@@ -7,11 +7,14 @@
 //! buffer). The buffer starts small and doubles up to [`MAX_BUFFER`] only for clients that
 //! fill it, so ten thousand idle clients cost little.
 //!
-//! A semaphore bounds the number of connections: beyond it, a new client is accepted and
-//! closed at once with a log line (at most one a second), rather than left hanging in the
-//! kernel's backlog. A connection that makes no progress (no byte read or written) for the
-//! idle timeout is closed. Ctrl-C / SIGTERM stops accepting and closes every connection via
-//! [`netutil::Shutdown`].
+//! A semaphore bounds the number of connections, and a per-source limit (an IPv4 address
+//! or an IPv6 /64) bounds each source's share of them, so one address holding thousands
+//! of idle connections cannot lock everyone else out: beyond either, a new client is
+//! accepted and closed at once with a log line (once per source per interval, with a
+//! count), rather than left hanging in the kernel's backlog. A connection that makes no
+//! progress (no byte read or written) for the idle timeout is closed; while its source
+//! holds more than half its share, the shorter crowded idle timeout applies. Ctrl-C /
+//! SIGTERM stops accepting and closes every connection via [`netutil::Shutdown`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use netutil::{Listener, Shutdown};
+use netutil::{Listener, LogLimiter, Shutdown, SourceLimiter, LOG_INTERVAL};
 
 use crate::udp::{self, UdpConfig};
 use crate::EchoError;
@@ -45,8 +48,12 @@ pub struct ServerConfig {
     pub binds: Vec<SocketAddr>,
     pub port: u16,
     pub max_connections: usize,
+    /// Most connections one source may hold.
+    pub max_connections_per_source: usize,
     /// Close connections without progress for this long; `None` never does.
     pub idle_timeout: Option<Duration>,
+    /// The idle timeout for connections of a source holding more than half its share.
+    pub crowded_idle_timeout: Duration,
     /// UDP echo on the same port, unless `None` (`--no-udp`).
     pub udp: Option<UdpConfig>,
 }
@@ -121,7 +128,9 @@ fn open_file_limit() -> Option<u64> {
 
 async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &Shutdown) {
     let permits = Arc::new(Semaphore::new(config.max_connections));
-    let mut refusals = RefusalLog::default();
+    let sources = SourceLimiter::new(config.max_connections_per_source);
+    let refusals = LogLimiter::new(LOG_INTERVAL);
+    let accept_errors = LogLimiter::new(LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -130,58 +139,74 @@ async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &S
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                if let Some(more) = accept_errors.check(&()) {
+                    tracing::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}{more}");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let source = match sources.try_acquire(peer.ip()) {
+            Ok(guard) => guard,
+            Err(full) => {
+                drop(stream);
+                if let Some(more) = refusals.check(&Some(full.from)) {
+                    tracing::warn!(
+                        "Refused client {} port {}: {full} connections (--max-connections-per-source){more}",
+                        peer.ip(),
+                        peer.port(),
+                    );
+                }
                 continue;
             }
         };
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let token = shutdown.token();
-                let idle = config.idle_timeout;
+                let idle = IdlePolicy {
+                    timeout: config.idle_timeout,
+                    crowded: config.crowded_idle_timeout,
+                    sources: sources.clone(),
+                };
                 shutdown.spawn(async move {
                     serve_connection(stream, peer, idle, token).await;
-                    drop(permit);
+                    drop((permit, source));
                 });
             }
             Err(_) => {
                 drop(stream);
-                refusals.refused(peer, config.max_connections);
+                if let Some(more) = refusals.check(&None) {
+                    tracing::warn!(
+                        "Refused client {} port {}: {} connections already open (--max-connections){more}",
+                        peer.ip(),
+                        peer.port(),
+                        config.max_connections,
+                    );
+                }
             }
         }
     }
 }
 
-/// Logs refused clients, at most one line per [`REFUSAL_LOG_INTERVAL`], so a flood of
-/// connections beyond the limit cannot flood the log as well.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<Instant>,
-    suppressed: u64,
+/// When an idle connection is closed: after `timeout`, or after `crowded` while its source
+/// holds more than half its share of connections.
+#[derive(Clone)]
+pub struct IdlePolicy {
+    pub timeout: Option<Duration>,
+    pub crowded: Duration,
+    pub sources: SourceLimiter,
 }
 
-/// Shortest time between two "Refused client" log lines.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-impl RefusalLog {
-    fn refused(&mut self, peer: SocketAddr, max: usize) {
-        if self
-            .last
-            .is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL)
-        {
-            self.suppressed += 1;
-            return;
+impl IdlePolicy {
+    /// The timeout that applies to a connection from `ip` right now.
+    fn current(&self, ip: std::net::IpAddr) -> Option<Duration> {
+        let crowded = self.sources.held(ip) > self.sources.max() / 2;
+        match self.timeout {
+            Some(t) if crowded => Some(t.min(self.crowded)),
+            Some(t) => Some(t),
+            None if crowded => Some(self.crowded),
+            None => None,
         }
-        let more = match std::mem::take(&mut self.suppressed) {
-            0 => String::new(),
-            n => format!("; {n} more refused since the last report"),
-        };
-        tracing::warn!(
-            "Refused client {} port {}: {max} connections already open (--max-connections){more}",
-            peer.ip(),
-            peer.port(),
-        );
-        self.last = Some(Instant::now());
     }
 }
 
@@ -216,7 +241,7 @@ enum End {
 pub async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    idle_timeout: Option<Duration>,
+    idle: IdlePolicy,
     token: CancellationToken,
 ) {
     tracing::info!("New client connected: {} port {}", peer.ip(), peer.port());
@@ -233,7 +258,7 @@ pub async fn serve_connection(
             Ok(()) => End::Closed,
             Err(e) => End::Failed(e),
         },
-        idle = watchdog(idle_timeout, &progress) => End::Idle(idle),
+        idle = watchdog(&idle, peer.ip(), &progress) => End::Idle(idle),
         _ = token.cancelled() => End::Shutdown,
     };
     let summary = format!(
@@ -270,18 +295,23 @@ async fn echo(stream: &mut TcpStream, progress: &Progress) -> std::io::Result<()
     }
 }
 
-/// Resolves once the connection has made no progress for `idle_timeout`.
-async fn watchdog(idle_timeout: Option<Duration>, progress: &Progress) -> Duration {
-    let Some(idle) = idle_timeout else {
-        return std::future::pending().await;
-    };
+/// Resolves once the connection has made no progress for the idle timeout that applies
+/// to it (which shortens while its source is crowded).
+async fn watchdog(policy: &IdlePolicy, ip: std::net::IpAddr, progress: &Progress) -> Duration {
     // One timer per idle period, not one per message: wake at the earliest possible expiry
-    // and look at when the connection last moved.
+    // and look at when the connection last moved. The crowded timeout is looked at again
+    // at least that often, since a source can become crowded at any time.
     loop {
-        let deadline = progress.idle_since() + idle;
-        if Instant::now() >= deadline {
-            return idle;
+        let recheck = Instant::now() + policy.crowded;
+        match policy.current(ip) {
+            Some(idle) => {
+                let deadline = progress.idle_since() + idle;
+                if Instant::now() >= deadline {
+                    return idle;
+                }
+                tokio::time::sleep_until(deadline.min(recheck)).await;
+            }
+            None => tokio::time::sleep_until(recheck).await,
         }
-        tokio::time::sleep_until(deadline).await;
     }
 }

@@ -18,8 +18,9 @@ use echo::udp::UdpConfig;
 an echo and a chargen server answering each other forever; spoofed requests aimed at a \
 victim). Datagrams from source ports below 1024 are therefore dropped, and replies are \
 limited per source address by --udp-rate/--udp-burst, tracking at most --udp-sources \
-addresses; replies that find the socket's send buffer full are dropped rather than queued. \
-Drops are counted and logged in summary.\n\nExamples:\n  echo-server\n  echo-server --port 0 \
+addresses (when every tracked one is active, the least recently seen of a sample makes \
+room), and all replies together by --udp-total-rate; replies that find the socket's send \
+buffer full are dropped rather than queued. Drops are counted and logged in summary.\n\nExamples:\n  echo-server\n  echo-server --port 0 \
 --bind 127.0.0.1 --bind ::1\n  socat - TCP:localhost:8007     nc -6 ::1 8007"
 )]
 struct Args {
@@ -32,9 +33,17 @@ struct Args {
     /// Most TCP clients served at once; more are accepted, closed and logged.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// TCP clients one source may hold at once (a source is an IPv4 address or an IPv6
+    /// /64; 127.0.0.1 and 127.0.0.2 are two); more are accepted, closed and logged.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_source: u32,
     /// Close a TCP connection that moved no byte for this long (e.g. 300s, 5m; 0 = never).
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// The idle timeout instead, for connections of a source that holds more than half of
+    /// --max-connections-per-source (e.g. 10s): idle crowds are cleared sooner.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    crowded_idle_timeout: Duration,
     /// Serve TCP only.
     #[arg(long)]
     no_udp: bool,
@@ -48,6 +57,10 @@ struct Args {
     /// while every tracked one is active.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     udp_sources: u32,
+    /// UDP replies per second to all sources together (a flood from many addresses is
+    /// answered no more than this); --udp-rate 0 turns this limit off too.
+    #[arg(long, default_value_t = 100_000)]
+    udp_total_rate: u32,
 }
 
 #[tokio::main]
@@ -67,11 +80,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         binds,
         port: args.port,
         max_connections: args.max_connections as usize,
+        max_connections_per_source: args.max_connections_per_source as usize,
         idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+        crowded_idle_timeout: args.crowded_idle_timeout.max(Duration::from_secs(1)),
         udp: (!args.no_udp).then_some(UdpConfig {
             rate: args.udp_rate,
             burst: args.udp_burst,
             max_sources: args.udp_sources as usize,
+            total_rate: args.udp_total_rate,
         }),
     };
     let shutdown = netutil::Shutdown::new();
