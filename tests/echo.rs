@@ -158,11 +158,32 @@ fn pipe_mode_prints_exactly_the_echoed_lines() {
         let out = run_client(&[host, "--port", &port_arg], b"a\nb\n");
         assert!(out.status.success(), "{host}: {}", stderr_of(&out));
         assert_eq!(out.stdout, b"a\nb\n", "{host}");
-        assert!(stderr_of(&out).contains(&format!("Connected to {host} at ")));
+        assert!(stderr_of(&out).contains("Connected to "));
     }
+    assert!(run_client(&["localhost", "--port", &port_arg], b"")
+        .stderr
+        .starts_with(b"Connected to localhost at "));
+    // An address is not repeated as its own name.
     let out = run_client(&["::1", "--port", &port_arg], b"a\nb\n");
     assert!(
-        stderr_of(&out).contains(&format!("Connected to ::1 at ::1 port {port} (IPv6)")),
+        stderr_of(&out).contains(&format!("Connected to ::1 port {port} (IPv6)")),
+        "{}",
+        stderr_of(&out)
+    );
+    // HOST:PORT and [V6]:PORT, as nc and ssh users type them.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let out = run_client(&[&host], b"c\n");
+        assert!(out.status.success(), "{host}: {}", stderr_of(&out));
+        assert_eq!(out.stdout, b"c\n", "{host}");
+    }
+    // UDP connects nothing, so it does not say it did.
+    let out = run_client(&["127.0.0.1", "--port", &port_arg, "--udp"], b"d\n");
+    assert!(
+        stderr_of(&out).contains(&format!("Sending to 127.0.0.1 port {port} (IPv4, UDP)")),
         "{}",
         stderr_of(&out)
     );
@@ -244,10 +265,7 @@ fn interactive_mode_prompts_and_shows_each_echo_with_its_rtt() {
         text.contains("Echoed from server: second line (RTT "),
         "{text}"
     );
-    assert!(
-        text.contains("Connected to 127.0.0.1 at 127.0.0.1 port"),
-        "{text}"
-    );
+    assert!(text.contains("Connected to 127.0.0.1 port"), "{text}");
 }
 
 #[test]

@@ -152,7 +152,8 @@ pub async fn run(target: &Target, config: &BenchConfig) -> Result<BenchReport, E
     let elapsed = started.elapsed().min(config.duration).as_secs_f64();
     if let Some(task) = progress {
         task.abort();
-        eprintln!();
+        // Clear the progress line (carriage return, erase line), so the results stand alone.
+        eprint!("\r\x1b[2K");
     }
     let (summary, messages) = {
         let stats = shared.lock().unwrap_or_else(|e| e.into_inner());

@@ -127,6 +127,9 @@ pub async fn interactive(mut link: Link, wait: Duration) -> Result<(), EchoError
             .await
             .map_err(|e| EchoError::io("reading stdin", e))?;
         if read == 0 {
+            // Ctrl-D at the prompt: end the prompt's line, so the shell's starts on its own.
+            let _ = stdout.write_all(b"\n").await;
+            let _ = stdout.flush().await;
             return Ok(());
         }
         let text = trim_newline(&line);

@@ -80,7 +80,9 @@ impl RttStats {
         let mean = self.sum_ns / n;
         let variance = (self.sum_sq_ns / n - mean * mean).max(0.0);
         let us = |ns: f64| ns / 1_000.0;
-        let pct = |q: f64| us(self.histogram.value_at_quantile(q) as f64);
+        // The histogram answers with the top of a value's bucket, which can lie above the
+        // largest value recorded: never report a percentile above the maximum.
+        let pct = |q: f64| us(self.histogram.value_at_quantile(q).min(self.max_ns) as f64);
         RttSummary {
             min_us: us(self.min_ns as f64),
             avg_us: us(mean),

@@ -20,16 +20,17 @@ use echo::target::Target;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  echo-client localhost\n  printf 'a\\nb\\n' | echo-client ::1\n  \
+    after_help = "Examples:\n  echo-client localhost\n  echo-client localhost:8007     echo-client [::1]:8007\n  printf 'a\\nb\\n' | echo-client ::1\n  \
 echo-client ip6-localhost --count 5 --interval 0.2s\n  echo-client 127.0.0.1 --udp --count 10 --json\n  \
 echo-client localhost --bench --connections 50 --duration 10s"
 )]
 struct Args {
-    /// Server: a name (/etc/hosts, DNS), an IPv4 or an IPv6 literal.
+    /// Server: a name (/etc/hosts, DNS), an IPv4 or an IPv6 literal, optionally with a
+    /// port: `localhost:8007`, `[::1]:8007`.
     host: String,
-    /// Server port.
-    #[arg(long, short = 'p', default_value_t = 8007)]
-    port: u16,
+    /// Server port [default: 8007, or the one in HOST:PORT].
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
     /// Use IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -78,9 +79,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let (host, port_in_host) = echo::target::split_host_port(&args.host);
+    let port = match (port_in_host, args.port) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("two ports given: {a} in {} and --port {b}", args.host)
+        }
+        (Some(port), _) | (None, Some(port)) => port,
+        (None, None) => 8007,
+    };
     let target = Target {
-        host: args.host.clone(),
-        port: args.port,
+        host,
+        port,
         family: match (args.ipv4, args.ipv6) {
             (true, _) => Family::V4,
             (_, true) => Family::V6,
