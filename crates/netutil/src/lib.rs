@@ -44,6 +44,6 @@ pub use handshake::Protocol;
 pub use limits::{Charge, MemoryBudget, Source, SourceFull, SourceGuard, SourceLimiter};
 pub use listen::{bind_tcp, bind_udp, display_addr, family_name, parse_bind_addr, Listener};
 pub use log_limit::{LogLimiter, Suppressed, LOG_INTERVAL};
-pub use logging::init_logging;
+pub use logging::{init_logging, init_logging_to};
 pub use shutdown::{shutdown_signal, Shutdown};
 pub use transport::{Generic, Transport};

@@ -1,18 +1,28 @@
-//! The console: commands typed on stdin (`leader`, `peers`, `files`, `get NAME`, `quit`).
+//! The console: commands typed on stdin (`leader`, `peers`, `files`, `get NAME`, `help`,
+//! `quit`), and everything the node says to its user.
 //!
-//! Lines are read with a length limit, parsed here, and sent to the node's event loop with
-//! a reply channel; the answer is printed to stdout. A prompt is shown only when stdin is a
-//! terminal, so piped input (scripts, tests) gets clean output. End of input stops the
-//! console but not the node: a node started with `< /dev/null` keeps running.
+//! Lines are parsed here and sent to the node's event loop with a reply channel; the
+//! answer is printed once. On a terminal the line editor (rustyline: history, arrows,
+//! Ctrl-R) owns the prompt, and results and log lines are printed above it through its
+//! external printer, so neither breaks the line being typed; Ctrl-C and Ctrl-D quit. When
+//! stdin is not a terminal (scripts, tests) lines are read plainly, with a length limit,
+//! and no prompt is shown; end of input then stops the console but not the node: a node
+//! started with `< /dev/null` keeps running.
+//!
+//! [`say`] prints a result; [`announce`] prints an event the user asked for (a download's
+//! outcome) and, without a line editor, logs it too, since scripts and tests follow the
+//! log. [`ConsoleLog`] is the log's writer.
 
 use std::io::IsTerminal;
+use std::io::{BufRead, Read, Write};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use std::io::{BufRead, Read};
-
-use tokio::io::AsyncWriteExt;
+use rustyline::error::ReadlineError;
+use rustyline::ExternalPrinter;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Longest accepted command line.
 const MAX_LINE: usize = 4096;
@@ -52,22 +62,116 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
 }
 
 pub fn help() -> &'static str {
-    "commands: leader, peers, files, get NAME, quit"
+    "commands:
+  leader      which node leads, and in which term
+  peers       every node of the cluster and its state
+  files       the cluster's file index
+  get NAME    download NAME from every node holding it
+  help        this list
+  quit        stop this node"
+}
+
+/// The line editor's printer, once a line editor runs: output goes above the prompt.
+static PRINTER: OnceLock<Mutex<Box<dyn ExternalPrinter + Send>>> = OnceLock::new();
+
+/// True once a line editor owns the terminal (output must then go through [`say`]).
+pub fn has_line_editor() -> bool {
+    PRINTER.get().is_some()
+}
+
+/// Prints a result for the user, once: above the prompt while a line editor runs,
+/// otherwise on stdout.
+pub fn say(text: &str) {
+    let mut text = text.to_owned();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if let Some(printer) = PRINTER.get() {
+        if let Ok(mut printer) = printer.lock() {
+            let _ = printer.print(text);
+            return;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Prints the outcome of something the user started (`get NAME: failed: ...`). Without a
+/// line editor it is logged as well (scripts and tests follow the log); with one, the user
+/// would see it twice, so the log gets it at debug level only.
+pub fn announce(line: &str) {
+    announce_as(line, line);
+}
+
+/// Like [`announce`], with a shorter or friendlier text for the user than for the log
+/// (a download's summary: a short line and indented details, where the log keeps it on
+/// one line for scripts).
+pub fn announce_as(shown: &str, logged: &str) {
+    if PRINTER.get().is_some() {
+        tracing::debug!("{logged}");
+    } else {
+        tracing::info!("{logged}");
+    }
+    say(shown);
+}
+
+/// The log's writer: stderr, or above the prompt while a line editor runs (a log line
+/// written straight to the terminal would land in the middle of the line being typed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsoleLog;
+
+/// One log event's bytes, written out as a whole when dropped.
+#[derive(Debug)]
+pub struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        if let Some(printer) = PRINTER.get() {
+            if let Ok(mut printer) = printer.lock() {
+                let text = String::from_utf8_lossy(&self.0).into_owned();
+                if printer.print(text).is_ok() {
+                    return;
+                }
+            }
+        }
+        let _ = std::io::stderr().lock().write_all(&self.0);
+    }
+}
+
+impl<'w> MakeWriter<'w> for ConsoleLog {
+    type Writer = LogLine;
+
+    fn make_writer(&'w self) -> LogLine {
+        LogLine(Vec::new())
+    }
 }
 
 /// A command and where its answer goes.
 pub type Request = (Command, oneshot::Sender<String>);
 
-/// Reads commands from stdin until end of input or shutdown, sending each to `requests`.
+/// Reads commands until end of input, `quit` or shutdown, sending each to `requests`.
 pub async fn run(requests: mpsc::Sender<Request>, token: CancellationToken) {
-    let interactive = std::io::stdin().is_terminal();
-    let mut lines = spawn_stdin_reader();
-    let mut stdout = tokio::io::stdout();
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let mut lines = match terminal.then(spawn_line_editor).flatten() {
+        Some(lines) => lines,
+        None => spawn_stdin_reader(),
+    };
     loop {
-        if interactive {
-            let _ = stdout.write_all(b"> ").await;
-            let _ = stdout.flush().await;
-        }
         let line = tokio::select! {
             _ = token.cancelled() => return,
             line = lines.recv() => line,
@@ -77,12 +181,12 @@ pub async fn run(requests: mpsc::Sender<Request>, token: CancellationToken) {
             Ok(None) => continue,
             Ok(Some(c)) => c,
             Err(message) => {
-                print(&mut stdout, &message).await;
+                say(&message);
                 continue;
             }
         };
         if command == Command::Help {
-            print(&mut stdout, help()).await;
+            say(help());
             continue;
         }
         let quit = command == Command::Quit;
@@ -95,7 +199,11 @@ pub async fn run(requests: mpsc::Sender<Request>, token: CancellationToken) {
             Ok(Err(_)) => "no answer (the node is shutting down)".to_owned(),
             Err(_) => format!("no answer within {ANSWER_TIMEOUT:?}"),
         };
-        print(&mut stdout, &answer).await;
+        // An empty answer: the node has already said what there was to say, in order with
+        // what follows (`get` prints `looking for holders` before its task can finish).
+        if !answer.is_empty() {
+            say(&answer);
+        }
         if quit {
             return;
         }
@@ -137,13 +245,46 @@ fn spawn_stdin_reader() -> mpsc::Receiver<String> {
     rx
 }
 
-async fn print(stdout: &mut tokio::io::Stdout, text: &str) {
-    let mut text = text.to_owned();
-    if !text.ends_with('\n') {
-        text.push('\n');
+/// Runs the line editor on a thread of its own (its read blocks) and installs its printer
+/// for [`say`] and [`ConsoleLog`]. None when the terminal cannot be set up; the caller
+/// then reads stdin plainly. Ctrl-C and Ctrl-D (the editor reads them as keys, so no
+/// signal arrives) send `quit`. After `quit` the thread stops reading, so the terminal is
+/// back in its normal mode while the node shuts down.
+fn spawn_line_editor() -> Option<mpsc::Receiver<String>> {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            tracing::warn!("no line editing on this terminal: {e}");
+            return None;
+        }
+    };
+    let printer = editor.create_external_printer().ok()?;
+    let (tx, rx) = mpsc::channel(16);
+    let spawned = std::thread::Builder::new()
+        .name("console".into())
+        .spawn(move || loop {
+            let line = match editor.readline("> ") {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => "quit".to_owned(),
+                Err(e) => {
+                    tracing::warn!("console: {e}");
+                    return;
+                }
+            };
+            if !line.trim().is_empty() {
+                let _ = editor.add_history_entry(line.as_str());
+            }
+            let quit = matches!(parse(&line), Ok(Some(Command::Quit)));
+            if tx.blocking_send(line).is_err() || quit {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the console: {e}");
+        return None;
     }
-    let _ = stdout.write_all(text.as_bytes()).await;
-    let _ = stdout.flush().await;
+    let _ = PRINTER.set(Mutex::new(Box::new(printer)));
+    Some(rx)
 }
 
 #[cfg(test)]
@@ -165,5 +306,9 @@ mod tests {
         assert!(parse("get").unwrap_err().contains("usage"));
         assert!(parse("leader now").is_err());
         assert!(parse("dance").unwrap_err().contains("commands:"));
+        assert_eq!(parse("help").unwrap(), Some(Command::Help));
+        for command in ["leader", "peers", "files", "get NAME", "help", "quit"] {
+            assert!(help().contains(command), "{command} missing from help");
+        }
     }
 }

@@ -9,9 +9,11 @@
 //! * [`cluster`]: who is in the cluster, who leads, the links between nodes, the index of
 //!   everyone's files, and the node's event loop.
 //! * [`swarm`]: files cut into pieces, served to and fetched from many holders at once.
-//! * [`console`]: the stdin commands.
+//! * [`console`]: the stdin commands, and where the node's words to its user are printed.
+//! * [`words`]: counts with their noun in the right number.
 
 pub mod cluster;
 pub mod console;
 pub mod swarm;
 pub mod wire;
+pub mod words;

@@ -197,14 +197,16 @@ pub fn piece_frame_index(frame: &[u8]) -> Option<u32> {
 
 /// True when `name` is safe to use as a file name inside a directory and as one line of
 /// `Peer_files.log`: one non-empty path component, not `.` or `..`, no separators, no
-/// control characters (a newline would forge log lines), at most [`MAX_NAME_LEN`] bytes.
+/// control characters (a newline would forge log lines) nor text-direction overrides and
+/// line separators (`rtl\u{202e}txt.exe` would show as "rtlexe.txt"), see
+/// [`netutil::names`]; at most [`MAX_NAME_LEN`] bytes.
 pub fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name != "."
         && name != ".."
         && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
+        && netutil::names::forbidden_char(name).is_none()
 }
 
 /// Checks a received file list against the bounds; the error says what was wrong.
@@ -240,6 +242,8 @@ mod tests {
             "a\nNode 9 files:",
             "tab\there",
             "esc\u{1b}[2J",
+            "rtl\u{202e}txt.exe",
+            "line\u{2028}break",
         ] {
             assert!(!is_safe_name(bad), "{bad:?}");
         }

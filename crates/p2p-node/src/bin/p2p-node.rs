@@ -168,7 +168,8 @@ async fn main() -> std::process::ExitCode {
     if let Some(command) = args.command.take() {
         return netutil::cli::exit_code("p2p-node", run_command(command));
     }
-    netutil::init_logging();
+    // Log lines go above the console's prompt once it runs on a terminal.
+    netutil::init_logging_to(p2p_node::console::ConsoleLog);
     netutil::cli::exit_code("p2p-node", run(args).await)
 }
 

@@ -169,13 +169,16 @@ impl Library {
     }
 
     /// With a rate limit: how long to wait before sending `len` bytes (a node-wide token
-    /// bucket without burst).
+    /// bucket). Up to [`PACE_CREDIT`] of idle time counts as credit: without it every wait
+    /// for the downloader's next request was lost, and the rate stayed ~13 % under the
+    /// limit (60 MB/s gave 52).
     fn pace(&self, len: usize) -> Option<tokio::time::Instant> {
         let rate = self.options.upload_limit?.max(1);
         let cost = Duration::from_secs_f64(len as f64 / rate as f64);
         let mut next = self.pace.lock().ok()?;
         let now = tokio::time::Instant::now();
-        let start = (*next).max(now);
+        let floor = now.checked_sub(PACE_CREDIT).unwrap_or(now);
+        let start = (*next).max(floor);
         *next = start + cost;
         Some(start + cost)
     }
@@ -221,6 +224,9 @@ impl Drop for UploadSlot {
         }
     }
 }
+
+/// Idle time the upload limiter may make up for (bounded, so a long pause is no burst).
+const PACE_CREDIT: Duration = Duration::from_millis(100);
 
 /// Answers one data connection whose first message was `Open { hash }`, until the
 /// downloader closes it or breaks a rule.

@@ -3,6 +3,7 @@
 //! themselves as partial holders.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -60,7 +61,9 @@ impl Node {
         let running = Arc::new(());
         self.downloads.insert(name.clone(), running.clone());
         let ctx = self.swarm.clone();
-        let answer = format!("get {name}: looking for holders");
+        // Said here, before the task exists, so it always comes before the task's outcome;
+        // the console's answer is empty.
+        console::say(&format!("get {name}: looking for holders"));
         self.shutdown.spawn(async move {
             let events = ctx.events.clone();
             let result = swarm::download(ctx, name.clone()).await;
@@ -68,19 +71,14 @@ impl Node {
             let _ = events.send(SwarmEvent::Finished(name.clone())).await;
             drop(running);
             match result {
-                Ok(summary) => {
-                    let line = summary.to_string();
-                    tracing::info!("{line}");
-                    swarm::print_line(&line);
-                }
-                Err(e) => {
-                    let line = format!("get {name}: failed: {e}");
-                    tracing::warn!("{line}");
-                    swarm::print_line(&line);
-                }
+                Ok(summary) => console::announce_as(
+                    &format!("{}\n{}", summary.short(), summary.details()),
+                    &summary.to_string(),
+                ),
+                Err(e) => console::announce(&format!("get {name}: failed: {e}")),
             }
         });
-        answer
+        String::new()
     }
 
     /// Drops the downloads whose task is gone without saying `Finished` (a panic): their
@@ -134,27 +132,47 @@ impl Node {
         let _ = reply.send(answer);
     }
 
+    /// Every configured node, at its configured address, with its state: `Node 2 at
+    /// 127.0.0.1:9002: leader, connected, last seen 0.1 s ago`. The address is the
+    /// configured one, not an accepted link's ephemeral port.
     pub(super) fn describe_peers(&self) -> String {
         let links = self.peers.links();
-        if links.is_empty() {
-            return "No connected nodes".to_owned();
-        }
         let leader = self.election.leader();
+        let now = Instant::now();
         let mut out = String::new();
-        for link in links {
-            let role = if Some(link.peer) == leader {
-                ", leader"
-            } else {
-                ""
-            };
-            let direction = if link.outbound { "dialed" } else { "accepted" };
-            out.push_str(&format!(
-                "Node {} at {} ({direction}{role})\n",
-                link.peer, link.addr
-            ));
-        }
-        if matches!(self.election.role(), Role::Leader { .. }) {
-            out.push_str("(this node leads)\n");
+        for id in self.swarm.cluster.ids() {
+            let addr = self
+                .swarm
+                .cluster
+                .get(id)
+                .map_or_else(|| "?".to_owned(), |a| a.to_string());
+            let mut state = Vec::new();
+            if id == self.me {
+                state.push("this node".to_owned());
+            }
+            if Some(id) == leader {
+                state.push("leader".to_owned());
+            }
+            if id != self.me {
+                if links.iter().any(|l| l.peer == id) {
+                    state.push("connected".to_owned());
+                } else if self.unreachable.contains(&id) {
+                    state.push("unreachable".to_owned());
+                } else if leader == Some(id) || matches!(self.election.role(), Role::Leader { .. })
+                {
+                    state.push("not connected".to_owned());
+                } else {
+                    state.push("not linked (followers link only to the leader)".to_owned());
+                }
+                state.push(match self.last_seen.get(&id) {
+                    Some(at) => format!(
+                        "last seen {:.1} s ago",
+                        now.saturating_duration_since(*at).as_secs_f64()
+                    ),
+                    None => "never seen".to_owned(),
+                });
+            }
+            out.push_str(&format!("Node {id} at {addr}: {}\n", state.join(", ")));
         }
         out
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use tokio::sync::oneshot;
 
+use super::tasks::IndexLog;
 use super::{Node, MAX_FILES_WAITERS};
 use crate::cluster::election::NodeId;
 use crate::cluster::index::ClusterIndex;
@@ -73,7 +74,7 @@ impl Node {
 
     pub(super) fn publish_index(&mut self) {
         if let Some(index) = &self.index {
-            self.log_tx.send_replace(Some(index.render()));
+            self.log_tx.send_replace(IndexLog::Leading(index.render()));
         }
     }
 
@@ -126,12 +127,16 @@ impl Node {
     }
 
     pub(super) fn on_local_files(&mut self, files: Vec<FileEntry>) {
-        tracing::info!(
-            "Node {} shares {} files: {}",
-            self.me,
-            files.len(),
-            summary(&files)
-        );
+        if files.is_empty() {
+            tracing::info!("Node {} shares no files", self.me);
+        } else {
+            tracing::info!(
+                "Node {} shares {}: {}",
+                self.me,
+                crate::words::count(files.len() as u64, "file"),
+                summary(&files)
+            );
+        }
         self.local_files = Some(files);
         self.files_changed();
     }

@@ -17,7 +17,7 @@
 //! and the index live in `files.rs`, console commands and downloads in `commands.rs`, the
 //! background tasks (scans, the index log) in `tasks.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ mod files;
 mod tasks;
 
 use files::{IndexWaiters, Waiter};
-use tasks::{log_writer, read_term, scan_loop, term_writer};
+use tasks::{log_writer, read_term, scan_loop, term_writer, IndexLog};
 
 use crate::cluster::config::{ConfigError, NodeConfig};
 use crate::cluster::election::{Action, Election, Input, NodeId, Term};
@@ -105,7 +105,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
     let (peer_tx, mut peer_rx) = mpsc::channel(EVENT_QUEUE);
     let (files_tx, mut files_rx) = mpsc::channel(4);
     let (console_tx, mut console_rx) = mpsc::channel::<Request>(4);
-    let (log_tx, log_rx) = watch::channel(None);
+    let (log_tx, log_rx) = watch::channel(IndexLog::NotLeading);
     let term_path = config.dir.join(TERM_FILE);
     let restored_term = read_term(&term_path);
     let (term_tx, term_rx) = watch::channel(restored_term);
@@ -155,6 +155,8 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         swarm,
         downloads: BTreeMap::new(),
         partial: BTreeMap::new(),
+        last_seen: BTreeMap::new(),
+        unreachable: BTreeSet::new(),
     };
     node.election.restore_max_term(restored_term);
     node.input(Input::Start);
@@ -197,7 +199,7 @@ struct Node {
     local_files: Option<Vec<FileEntry>>,
     /// The cluster index, while this node leads.
     index: Option<ClusterIndex>,
-    log_tx: watch::Sender<Option<String>>,
+    log_tx: watch::Sender<IndexLog>,
     /// The highest term seen, for [`term_writer`] to persist.
     term_tx: watch::Sender<Term>,
     /// Console `files` requests and downloads waiting for the leader's `Index`.
@@ -208,6 +210,11 @@ struct Node {
     downloads: BTreeMap<String, Arc<()>>,
     /// Downloads in progress, announced as partial holdings.
     partial: BTreeMap<String, FileEntry>,
+    /// When each node was last heard from (a link registered, a message, a close), for
+    /// the console's `peers`.
+    last_seen: BTreeMap<NodeId, Instant>,
+    /// Nodes whose last dial failed and that have not connected since.
+    unreachable: BTreeSet<NodeId>,
 }
 
 impl Node {
@@ -246,7 +253,10 @@ impl Node {
                     self.note_if_alone();
                 } else {
                     self.index = None;
-                    self.log_tx.send_replace(None);
+                    self.log_tx.send_replace(IndexLog::SteppedDown(format!(
+                        "# Out of date: Node {me} is no longer the leader since {}; the leader is Node {leader}\n",
+                        tasks::utc_now()
+                    )));
                     self.report_files();
                 }
             }
@@ -345,6 +355,8 @@ impl Node {
                 let accepted = matches!(verdict, Verdict::Accept { .. });
                 let _ = reply.send(verdict);
                 if accepted {
+                    self.last_seen.insert(peer, Instant::now());
+                    self.unreachable.remove(&peer);
                     let direction = if outbound { "dialed" } else { "accepted" };
                     tracing::info!(
                         "Node {} connected with Node {peer}. ({addr}, {direction})",
@@ -358,13 +370,17 @@ impl Node {
                     }
                 }
             }
-            PeerEvent::Message { peer, msg, .. } => self.on_message(peer, msg),
+            PeerEvent::Message { peer, msg, .. } => {
+                self.last_seen.insert(peer, Instant::now());
+                self.on_message(peer, msg)
+            }
             PeerEvent::Closed {
                 link,
                 peer,
                 reason,
                 duplicate,
             } => {
+                self.last_seen.insert(peer, Instant::now());
                 if self.peers.on_closed(link, peer) {
                     if duplicate {
                         // The peer keeps another link to us; it is not gone.
@@ -379,6 +395,9 @@ impl Node {
                 reason,
                 duplicate,
             } => {
+                if !duplicate {
+                    self.unreachable.insert(peer);
+                }
                 if self.peers.on_dial_failed(peer, duplicate, Instant::now()) {
                     tracing::debug!("Node {peer} is unreachable: {reason}");
                     self.input(Input::Unreachable { peer });

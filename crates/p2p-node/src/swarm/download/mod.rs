@@ -72,8 +72,10 @@ pub const MAX_DOWNLOADS: usize = 4;
 /// Why a download failed. Each message is shown to the user as is.
 #[derive(Debug, thiserror::Error)]
 pub enum SwarmError {
-    #[error("{0:?} is not a valid file name (one path component, no control characters)")]
+    #[error("{0:?} is not a valid file name (one path component, no control or text-direction characters)")]
     BadName(String),
+    #[error("the name is {len} bytes long; downloads handle names of at most {max} bytes, since the file's NAME.part.pieces record must fit the 255-byte limit of file names")]
+    NameTooLong { len: usize, max: usize },
     #[error("{0:?} is not in the cluster index")]
     NotIndexed(String),
     #[error("this node already has {0:?}")]
@@ -241,11 +243,15 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
 /// Refuses names that could leave the directory or collide with a download's own files
 /// (and leaves room for the `.part.pieces.tmp` suffix).
 pub fn check_name(name: &str) -> Result<(), SwarmError> {
-    if !is_safe_name(name)
-        || pieces::is_download_artifact(name)
-        || name.len() + pieces::RECORD_SUFFIX.len() + 4 > MAX_NAME_LEN
-    {
+    if !is_safe_name(name) || pieces::is_download_artifact(name) {
         return Err(SwarmError::BadName(name.to_owned()));
+    }
+    let max = MAX_NAME_LEN - pieces::RECORD_SUFFIX.len() - 4;
+    if name.len() > max {
+        return Err(SwarmError::NameTooLong {
+            len: name.len(),
+            max,
+        });
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::lock;
 use crate::wire::NodeId;
+use crate::words::count;
 
 /// The end of a successful download.
 #[derive(Debug, Clone)]
@@ -29,18 +30,71 @@ pub struct Summary {
     pub dropped: Vec<NodeId>,
 }
 
+impl Summary {
+    /// The first line the user sees: `get a.bin: complete, 2.9 MiB in 0.02 s (125.3 MiB/s)
+    /// from Node 2, Node 3`; [`Summary::details`] follows, indented.
+    pub fn short(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        let fetched_bytes: u64 = self.per_peer.values().sum();
+        let from: Vec<String> = self.per_peer.keys().map(|p| format!("Node {p}")).collect();
+        let from = if from.is_empty() {
+            "this node's earlier pieces".to_owned()
+        } else {
+            from.join(", ")
+        };
+        format!(
+            "get {}: complete, {} in {:.2} s ({:.1} MiB/s) from {from}",
+            self.name,
+            mib(self.size),
+            secs,
+            fetched_bytes as f64 / secs / MIB,
+        )
+    }
+
+    /// The rest of the summary, two indented lines.
+    pub fn details(&self) -> String {
+        let mut received: Vec<String> = self
+            .per_peer
+            .iter()
+            .map(|(peer, bytes)| format!("Node {peer} {}", mib(*bytes)))
+            .collect();
+        if received.is_empty() {
+            received.push("nothing".to_owned());
+        }
+        let dropped = if self.dropped.is_empty() {
+            "no peer dropped".to_owned()
+        } else {
+            let list: Vec<String> = self.dropped.iter().map(|p| format!("Node {p}")).collect();
+            format!("dropped for bad pieces: {}", list.join(", "))
+        };
+        format!(
+            "  pieces: {} fetched, {} resumed, {} rejected, {} duplicate; {:.2} s of fsync\n  received: {}; {dropped}",
+            self.fetched,
+            self.resumed,
+            self.rejected,
+            self.duplicates,
+            self.sync.as_secs_f64(),
+            received.join(", "),
+        )
+    }
+}
+
+/// Bytes in a MiB, the unit of every size and rate the node shows.
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The whole summary on one line, for the log (scripts and tests parse it).
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(1e-6);
         let fetched_bytes: u64 = self.per_peer.values().sum();
         write!(
             f,
-            "get {}: complete, {} bytes ({}) in {:.2} s ({:.1} MB/s; {:.2} s of it fsync); pieces: {} fetched, {} resumed, {} rejected, {} duplicate; received:",
+            "get {}: complete, {} bytes ({}) in {:.2} s ({:.1} MiB/s; {:.2} s of it fsync); pieces: {} fetched, {} resumed, {} rejected, {} duplicate; received:",
             self.name,
             self.size,
             mib(self.size),
             secs,
-            fetched_bytes as f64 / secs / 1e6,
+            fetched_bytes as f64 / secs / MIB,
             self.sync.as_secs_f64(),
             self.fetched,
             self.resumed,
@@ -66,8 +120,8 @@ pub(super) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// Progress display: an indicatif bar when stdout is a terminal, otherwise a plain line
-/// (stdout and the log) every 10 %.
+/// Progress display: an indicatif bar when stdout is a terminal that no line editor owns
+/// (the bar would be drawn over its prompt), otherwise a line every 10 %.
 pub(super) struct Progress {
     name: String,
     size: u64,
@@ -78,7 +132,8 @@ pub(super) struct Progress {
 
 impl Progress {
     pub(super) fn new(name: &str, size: u64, peers: usize) -> Self {
-        let bar = std::io::stdout().is_terminal().then(|| {
+        let terminal = std::io::stdout().is_terminal() && !crate::console::has_line_editor();
+        let bar = terminal.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(size),
                 indicatif::ProgressDrawTarget::stdout(),
@@ -89,7 +144,7 @@ impl Progress {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_prefix(format!("get {name}"));
-            bar.set_message(format!("{peers} peers"));
+            bar.set_message(count(peers as u64, "peer"));
             bar
         });
         Progress {
@@ -104,7 +159,7 @@ impl Progress {
     pub(super) fn update(&self, verified: u64, peers: usize) {
         if let Some(bar) = &self.bar {
             bar.set_position(verified);
-            bar.set_message(format!("{peers} peers"));
+            bar.set_message(count(peers as u64, "peer"));
             return;
         }
         let tenth = (verified * 10).checked_div(self.size).unwrap_or(10);
@@ -113,15 +168,15 @@ impl Progress {
             *last = tenth;
             let secs = self.started.elapsed().as_secs_f64().max(1e-6);
             let line = format!(
-                "get {}: {}% ({} of {}) from {peers} peers, {:.1} MB/s",
+                "get {}: {}% ({} of {}) from {}, {:.1} MiB/s",
                 self.name,
                 tenth * 10,
                 mib(verified),
                 mib(self.size),
-                verified as f64 / secs / 1e6
+                count(peers as u64, "peer"),
+                verified as f64 / secs / MIB
             );
-            tracing::info!("{line}");
-            print_line(&line);
+            crate::console::announce(&line);
         }
     }
 
@@ -161,8 +216,16 @@ mod tests {
         };
         let text = summary.to_string();
         assert!(
-            text.starts_with("get a b: complete, 3145728 bytes (3.0 MiB) in 0.50 s (6.3 MB/s; 0.10 s of it fsync)"),
+            text.starts_with("get a b: complete, 3145728 bytes (3.0 MiB) in 0.50 s (6.0 MiB/s; 0.10 s of it fsync)"),
             "{text}"
+        );
+        assert_eq!(
+            summary.short(),
+            "get a b: complete, 3.0 MiB in 0.50 s (6.0 MiB/s) from Node 2, Node 3"
+        );
+        assert_eq!(
+            summary.details(),
+            "  pieces: 3 fetched, 0 resumed, 1 rejected, 0 duplicate; 0.10 s of fsync\n  received: Node 2 1.0 MiB, Node 3 2.0 MiB; dropped for bad pieces: Node 4"
         );
         assert!(text.contains("Node 2 1048576 B"), "{text}");
         assert!(text.contains("dropped for bad pieces: Node 4"), "{text}");
