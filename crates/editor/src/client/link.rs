@@ -4,7 +4,9 @@
 //! server's messages and, when the connection drops, a [`LinkEvent::Lost`] followed (after
 //! a backoff of 100 ms doubling to 5 s, with jitter so a restarted server is not hit by
 //! every client at once) by [`LinkEvent::Connected`] once a new connection has done the
-//! handshake. The caller then tells its [`SyncClient`](super::sync::SyncClient) about it
+//! handshake. The backoff starts again from 100 ms only after a connection stayed up for
+//! [`STABLE_AFTER`]: a client that keeps reconnecting into the same failure (a server that
+//! cannot save, a refusal) slows down to one attempt every 5 s instead of ten a second. The caller then tells its [`SyncClient`](super::sync::SyncClient) about it
 //! (`disconnected()`, then sends `join()`), which catches up and resends what was not
 //! acknowledged. `next` is cancel-safe, so a front end can `select!` on it beside its input.
 //!
@@ -21,6 +23,9 @@ use netutil::{ConnectOptions, Connection, NetError};
 use tokio::time::Instant;
 
 use crate::protocol::{random_key, ClientMsg, ServerMsg, PROTOCOL};
+
+/// A connection that lasted this long worked: the next loss starts the backoff afresh.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// The typed connection a client holds.
 pub type Conn = Connection<ServerMsg, ClientMsg>;
@@ -116,6 +121,8 @@ pub struct Link {
     backoff: Backoff,
     /// A loss that `next()` has not reported yet.
     unreported: Option<String>,
+    /// When the current connection came up.
+    up_since: Option<Instant>,
 }
 
 impl Link {
@@ -128,6 +135,7 @@ impl Link {
             state: State::Up(Box::new(conn)),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             unreported: None,
+            up_since: Some(Instant::now()),
         })
     }
 
@@ -153,6 +161,13 @@ impl Link {
         if matches!(self.state, State::Up(_)) {
             self.unreported = Some(reason);
         }
+        if self
+            .up_since
+            .take()
+            .is_some_and(|t| t.elapsed() >= STABLE_AFTER)
+        {
+            self.backoff.reset();
+        }
         self.state = State::Waiting {
             until: Instant::now() + self.backoff.delay(),
         };
@@ -166,12 +181,7 @@ impl Link {
             }
             match &mut self.state {
                 State::Up(conn) => match conn.recv().await {
-                    Ok(Some(msg)) => {
-                        if matches!(msg, ServerMsg::Snapshot { .. } | ServerMsg::Catchup { .. }) {
-                            self.backoff.reset();
-                        }
-                        return LinkEvent::Message(msg);
-                    }
+                    Ok(Some(msg)) => return LinkEvent::Message(msg),
                     Ok(None) => self.lose("the server closed the connection".to_owned()),
                     Err(e) => self.lose(e.to_string()),
                 },
@@ -183,6 +193,7 @@ impl Link {
                 State::Connecting(attempt) => match attempt.await {
                     Ok(conn) => {
                         self.state = State::Up(Box::new(conn));
+                        self.up_since = Some(Instant::now());
                         return LinkEvent::Connected;
                     }
                     Err(e) => {
