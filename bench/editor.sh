@@ -38,7 +38,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # start_server NAME: starts a fresh server on its own data directory; sets PORT and SPID.
 start_server() {
   mkdir -p "$OUT/$1"
-  "$SERVER" --port 0 --bind 127.0.0.1 --data-dir "$OUT/$1/data" 2>"$OUT/$1/server.log" &
+  "$SERVER" --port 0 --bind 127.0.0.1 --no-tls --data-dir "$OUT/$1/data" 2>"$OUT/$1/server.log" &
   SPID=$!
   PIDS+=("$SPID")
   for _ in $(seq 100); do
@@ -58,7 +58,7 @@ for obs in 0 1 16; do
   echo "replay with $obs observers..." >&2
   start_server "replay$obs"
   for _ in $(seq "$RUNS"); do
-    "$CLIENT" 127.0.0.1 --port "$PORT" --replay "$TRACE" --observers "$obs" --json
+    "$CLIENT" 127.0.0.1 --no-tls --port "$PORT" --replay "$TRACE" --observers "$obs" --json
   done >"$OUT/replay$obs.jsonl"
   echo "$obs $(status_kb "$SPID" VmHWM)" >>"$OUT/replay_rss.txt"
   kill "$SPID"

@@ -102,9 +102,15 @@ fn editor_client_without_user_in_the_environment_uses_the_system_login_name() {
     let data = tempfile_dir("login");
     let (server, port) = e2e::editor::start_server(&data, &[]);
     let mut cmd = Command::new(bin_path("editor-client"));
-    cmd.args(["127.0.0.1", "--port", &port.to_string(), "--print"])
-        .env_remove("USER")
-        .env_remove("LOGNAME");
+    cmd.args([
+        "127.0.0.1",
+        "--no-tls",
+        "--port",
+        &port.to_string(),
+        "--print",
+    ])
+    .env_remove("USER")
+    .env_remove("LOGNAME");
     let output = run_with_input(cmd, b"", HANG_GUARD);
     assert!(output.status.success(), "{output:?}");
     let wanted = format!("{login:?} on document default");

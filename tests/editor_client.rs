@@ -44,7 +44,7 @@ fn trace(name: &str) -> PathBuf {
 
 fn client_cmd(port: u16, extra: &[&str]) -> Command {
     let mut cmd = Command::new(e2e::bin_path("editor-client"));
-    cmd.args(["127.0.0.1", "--port", &port.to_string()])
+    cmd.args(["127.0.0.1", "--no-tls", "--port", &port.to_string()])
         .args(extra);
     cmd
 }
@@ -117,6 +117,7 @@ async fn line_mode_reconnects_across_a_server_restart() {
         "editor-client",
         &[
             "127.0.0.1",
+            "--no-tls",
             "--port",
             &port_arg,
             "--doc",
@@ -150,6 +151,7 @@ async fn line_mode_reconnects_across_a_server_restart() {
     let server = e2e::Proc::start(
         "editor-server",
         &[
+            "--no-tls",
             "--port",
             &port_arg,
             "--bind",
@@ -289,7 +291,7 @@ async fn full_screen_client_in_tmux() {
         socket: format!("editor-e2e-{}", std::process::id()),
     };
     let command = format!(
-        "{} 127.0.0.1 --port {port} --doc tui --name carol",
+        "{} 127.0.0.1 --no-tls --port {port} --doc tui --name carol",
         e2e::bin_path("editor-client").display()
     );
     let out = tmux.cmd(&[
@@ -400,6 +402,7 @@ async fn full_screen_client_in_tmux() {
     let server = e2e::Proc::start(
         "editor-server",
         &[
+            "--no-tls",
             "--port",
             &port_arg,
             "--bind",

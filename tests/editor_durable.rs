@@ -52,6 +52,7 @@ async fn every_ack_leaves_after_the_fdatasync_of_the_journal_holding_its_change(
         "fdatasync,fsync,write,writev,pwrite64,sendto,sendmsg",
         &bin_path("editor-server"),
         &[
+            "--no-tls",
             "--port",
             "0",
             "--bind",

@@ -15,7 +15,16 @@ use crate::Proc;
 /// Starts `editor-server` on 127.0.0.1 with an OS-chosen port; returns it and the port.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> (Proc, u16) {
     let dir = data_dir.to_str().expect("utf-8 temp dir");
-    let mut args = vec!["--port", "0", "--bind", "127.0.0.1", "--data-dir", dir];
+    // Plaintext: the raw protocol clients below speak no TLS (TLS has its own tests).
+    let mut args = vec![
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        dir,
+        "--no-tls",
+    ];
     args.extend_from_slice(extra);
     let proc = Proc::start("editor-server", &args);
     let port = proc.listening_port();
@@ -44,6 +53,24 @@ pub async fn expect_error(
             Ok(Ok(Some(ServerMsg::Error { code, reason }))) => return Some((code, reason)),
             Ok(Ok(Some(_))) => continue,
             _ => return None,
+        }
+    }
+}
+
+/// The first message after the `Access` that opens every joined session (a snapshot or
+/// catch-up, or an error); panics if nothing comes within `timeout`.
+pub async fn recv_after_access(
+    conn: &mut Connection<ServerMsg, ClientMsg>,
+    timeout: Duration,
+) -> ServerMsg {
+    loop {
+        let msg = tokio::time::timeout(timeout, conn.recv())
+            .await
+            .expect("a message in time")
+            .expect("a well-formed message")
+            .expect("the connection stays open");
+        if !matches!(msg, ServerMsg::Access { .. }) {
+            return msg;
         }
     }
 }

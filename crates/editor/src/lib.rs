@@ -7,6 +7,9 @@
 //! * [`document`]: the server's view of a document: rope, revision, bounded history.
 //! * [`presence`]: cursors and selections that follow the text.
 //! * [`protocol`]: the messages on the wire and document-name rules.
+//! * [`auth`]: access tokens (pure): mint, verify, admit.
+//! * [`tls`]: the server's certificate (given, or self-signed in the data directory).
+//! * [`stream`]: the byte stream under a connection, TLS or plain TCP.
 //! * [`storage`]: `<name>.txt` plus a checksummed journal with group commit.
 //! * [`server`]: the `editor-server` listener, one task per document, one per session.
 //! * [`client`]: the client's sync state machine (pure) and line mode.
@@ -22,6 +25,7 @@
 //! client transforms remote changes against one in-flight op and one buffer. Ties between
 //! concurrent inserts at one position go to the lower public client id on both sides.
 
+pub mod auth;
 pub mod client;
 pub mod document;
 pub mod ot;
@@ -29,4 +33,6 @@ pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod stream;
+pub mod tls;
 pub mod trace;

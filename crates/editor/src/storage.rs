@@ -101,7 +101,10 @@ pub struct Storage {
 /// An open journal, appended to by the document's task.
 #[derive(Debug)]
 pub struct Journal {
-    file: File,
+    /// `None` for a document that does not exist on disk yet: viewing it creates nothing;
+    /// the first append creates the journal, starting with `pending_header`.
+    file: Option<File>,
+    pending_header: Vec<u8>,
     dir: PathBuf,
     name: String,
     bytes: u64,
@@ -178,6 +181,31 @@ impl Storage {
             }
         }
 
+        if !txt_path.exists() && !journal_path.exists() {
+            // A document nobody has written: served empty, created by its first change.
+            let doc = Document::new(Rope::new(), 0, limit)
+                .with_epoch(crate::protocol::random_key())
+                .with_max_bytes(self.max_bytes);
+            let (text_len, text_crc) = rope_crc(doc.text());
+            let mut pending_header = Vec::new();
+            encode_record(
+                &mut pending_header,
+                &Record::Header {
+                    epoch: doc.epoch(),
+                    base_revision: 0,
+                    text_len,
+                    text_crc,
+                },
+            );
+            let journal = Journal {
+                file: None,
+                pending_header,
+                dir: self.dir.clone(),
+                name: name.to_owned(),
+                bytes: 0,
+            };
+            return Ok((doc, journal));
+        }
         let (header, records, valid_len) = match journal_path.exists() {
             true => read_journal(&journal_path)?,
             false => (None, Vec::new(), 0),
@@ -246,7 +274,9 @@ impl Storage {
             }
         }
         if !txt_path.exists() {
-            write_text_atomically(&self.dir, name, doc.text())?;
+            // The journal's base text was empty (a document created by its first change):
+            // the file shows that base, which the journal's header describes.
+            write_text_atomically(&self.dir, name, &Rope::from_str(&text))?;
         }
         let journal = if rewrite {
             self.write_journal(name, &doc, std::iter::empty())?
@@ -264,7 +294,8 @@ impl Storage {
             .map_err(io_err(&path))?;
         let bytes = file.metadata().map_err(io_err(&path))?.len();
         Ok(Journal {
-            file,
+            file: Some(file),
+            pending_header: Vec::new(),
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
@@ -287,7 +318,8 @@ impl Storage {
         sync_dir(&self.dir)?;
         let bytes = file.metadata().map_err(io_err(&path))?.len();
         Ok(Journal {
-            file,
+            file: Some(file),
+            pending_header: Vec::new(),
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
@@ -351,7 +383,8 @@ impl Storage {
         sync_dir(&self.dir)?;
         let bytes = file.metadata().map_err(io_err(&path))?.len();
         Ok(Journal {
-            file,
+            file: Some(file),
+            pending_header: Vec::new(),
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
@@ -364,8 +397,28 @@ impl Journal {
     /// Blocking. Only after this returns may the changes be acknowledged.
     pub fn append(&mut self, records: &[u8]) -> Result<(), StorageError> {
         let path = self.dir.join(format!("{}.journal", self.name));
-        self.file.write_all(records).map_err(io_err(&path))?;
-        self.file.sync_data().map_err(io_err(&path))?;
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                // First change of a new document: the journal appears with its header (an
+                // empty text needs no `.txt` to match it); the directory entry is made
+                // durable before the change is acknowledged.
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                file.write_all(&self.pending_header)
+                    .map_err(io_err(&path))?;
+                file.sync_all().map_err(io_err(&path))?;
+                sync_dir(&self.dir)?;
+                self.bytes = self.pending_header.len() as u64;
+                self.file.insert(file)
+            }
+        };
+        file.write_all(records).map_err(io_err(&path))?;
+        file.sync_data().map_err(io_err(&path))?;
         self.bytes += records.len() as u64;
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use editor::client::lines::{self, LineOptions};
 use editor::client::replay::{self, ReplayOptions};
+use editor::client::trust::{default_known_servers, ClientTls, TrustOptions};
 use editor::client::tui;
 use netutil::{ConnectOptions, Family};
 
@@ -32,7 +33,14 @@ use netutil::{ConnectOptions, Family};
                                                    follow changes line by line
   editor-client --port 9000 --replay bench/traces/automerge-paper.json.gz --observers 16 --json
   editor-client --doc notes --recover ~/.local/state/editor-client/localhost_8080_notes.json
-                                                   resend what an earlier session could not save"
+                                                   resend what an earlier session could not save
+  editor-client example.org --token et1.…          from another machine (token from the server's log
+                                                   or `editor-server token`)
+
+Trust: connections use TLS. A server's certificate is accepted if it is signed by an authority
+the system trusts (or --ca), or, for a self-signed one, if it is the one recorded for that
+host:port in the known_servers file; the first connection to a new server records it, a changed
+one is refused with a warning (like ssh's known_hosts)."
 )]
 struct Args {
     /// Server host name or IPv4/IPv6 address.
@@ -81,6 +89,25 @@ struct Args {
     /// give up, save the unsent lines to a recovery file and exit 1.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     wait: u64,
+    /// Access token (from `editor-server token`, or the line the server logs at start).
+    /// Needed from other machines; also read from $EDITOR_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Trust only this server certificate (as the server logs it at start:
+    /// `SHA256:` and 64 hex digits), whatever known_servers says.
+    #[arg(long, value_name = "SHA256:…")]
+    trust_fingerprint: Option<String>,
+    /// Trust only server certificates signed by the authorities in this PEM file (instead of
+    /// the system's roots and known_servers).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The file where the fingerprints of self-signed servers are recorded on first use.
+    #[arg(long, value_name = "FILE", default_value_os_t = default_known_servers())]
+    known_servers: PathBuf,
+    /// Plaintext, no TLS (only towards a server started with --no-tls; for benchmarks and
+    /// debugging).
+    #[arg(long, conflicts_with_all = ["trust_fingerprint", "ca"])]
+    no_tls: bool,
     /// Connect over IPv4 only.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -122,6 +149,16 @@ async fn run() -> anyhow::Result<bool> {
         family,
         ..ConnectOptions::default()
     };
+    let tls = if args.no_tls {
+        None
+    } else {
+        let trust = TrustOptions {
+            pin: args.trust_fingerprint,
+            ca: args.ca,
+            known_servers: args.known_servers,
+        };
+        Some(ClientTls::new(&args.host, args.port, &trust).map_err(anyhow::Error::msg)?)
+    };
     let document = match &args.recover {
         Some(path) => {
             let saved = editor::client::recovery::load(path)?;
@@ -150,6 +187,11 @@ async fn run() -> anyhow::Result<bool> {
         raw_updates: args.raw_updates,
         recover: args.recover,
         wait: std::time::Duration::from_secs(args.wait),
+        tls,
+        token: args
+            .token
+            .or_else(|| std::env::var("EDITOR_TOKEN").ok())
+            .filter(|t| !t.is_empty()),
     };
     if let Some(trace) = args.replay {
         netutil::init_logging();

@@ -41,6 +41,10 @@ pub struct LineOptions {
     /// Line mode: how long to wait at end of input for the server to acknowledge every
     /// line before giving up (and saving them to a recovery file).
     pub wait: Duration,
+    /// TLS and whom to trust; `None` only with `--no-tls`.
+    pub tls: Option<super::trust::ClientTls>,
+    /// Access token sent with every `Join` (`--token` / `EDITOR_TOKEN`).
+    pub token: Option<String>,
 }
 
 impl LineOptions {
@@ -49,6 +53,7 @@ impl LineOptions {
             host: self.host.clone(),
             port: self.port,
             connect: self.connect,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -88,9 +93,13 @@ pub fn start_client(options: &LineOptions) -> Result<(SyncClient, Option<PathBuf
     match &options.recover {
         Some(path) => {
             let saved = recovery::load(path)?;
-            Ok((recovery::resume(path, &saved)?, Some(path.clone())))
+            let sync = recovery::resume(path, &saved)?.with_token(options.token.clone());
+            Ok((sync, Some(path.clone())))
         }
-        None => Ok((SyncClient::new(random_key()), None)),
+        None => Ok((
+            SyncClient::new(random_key()).with_token(options.token.clone()),
+            None,
+        )),
     }
 }
 
@@ -127,6 +136,11 @@ pub fn is_fatal(code: ErrorCode) -> bool {
             | ErrorCode::BadChange
             | ErrorCode::TooLarge
             | ErrorCode::Malformed
+            | ErrorCode::TokenRequired
+            | ErrorCode::BadToken
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenRevoked
+            | ErrorCode::WrongDocument
     )
 }
 
@@ -161,13 +175,15 @@ pub async fn run(
     }
     let text = sync.text().to_string();
     out.write_all(text.as_bytes())?;
+    if options.print_only {
+        // Byte for byte: `--print > copy` reproduces the document.
+        out.flush()?;
+        return Ok(());
+    }
     if !text.is_empty() && !text.ends_with('\n') {
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    if options.print_only {
-        return Ok(());
-    }
 
     updates.rebase(sync.text());
 
@@ -282,9 +298,15 @@ async fn handle(
     for event in sync.receive(msg)? {
         match event {
             Event::Send(msg) => link.send(&msg).await,
-            Event::Error { code, reason } if is_fatal(code) => {
+            // Refused before the first join (document not UTF-8, too many documents open,
+            // a bad token): retrying would get the same answer.
+            Event::Error { code, reason } if is_fatal(code) || updates.is_none() => {
                 return Err(ClientError::Server { code, reason })
             }
+            Event::Error {
+                code: ErrorCode::ReadOnly,
+                reason,
+            } => eprintln!("editor-client: {reason}"),
             Event::Error { reason, .. } => {
                 // The server's reason is already words ("server shutting down", "too
                 // slow"); the code is for programs. The reconnect says "reconnecting…".

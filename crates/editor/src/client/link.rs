@@ -22,13 +22,15 @@ use std::time::Duration;
 use netutil::{ConnectOptions, Connection, NetError};
 use tokio::time::Instant;
 
+use super::trust::ClientTls;
 use crate::protocol::{random_key, ClientMsg, ServerMsg, PROTOCOL};
+use crate::stream::Stream;
 
 /// A connection that lasted this long worked: the next loss starts the backoff afresh.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// The typed connection a client holds.
-pub type Conn = Connection<ServerMsg, ClientMsg>;
+pub type Conn = Connection<ServerMsg, ClientMsg, Stream>;
 
 /// Where the server is.
 #[derive(Clone, Debug)]
@@ -36,13 +38,39 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub connect: ConnectOptions,
+    /// TLS and whom to trust; `None` only with `--no-tls`.
+    pub tls: Option<ClientTls>,
 }
 
 impl Target {
-    /// Connects and does the protocol handshake.
+    /// Connects, does the TLS handshake (unless `--no-tls`), then the protocol handshake.
     pub async fn connect(&self) -> Result<Conn, NetError> {
-        let (stream, addr) = netutil::connect(&self.host, self.port, &self.connect).await?;
+        let (tcp, addr) = netutil::connect(&self.host, self.port, &self.connect).await?;
         tracing::debug!("connected to {addr}");
+        let stream = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let handshake = connector.connect(tls.server_name.clone(), tcp);
+                let refused = |reason: String| NetError::NoHandshake {
+                    peer: netutil::display_addr(addr),
+                    reason,
+                };
+                match tokio::time::timeout(netutil::handshake::HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(stream)) => Stream::ClientTls(Box::new(stream)),
+                    Ok(Err(e)) => {
+                        return Err(refused(match tls.take_problem() {
+                            Some(problem) => problem.to_string(),
+                            None => format!(
+                                "TLS handshake failed: {e} (if the server runs with --no-tls, \
+                                 pass --no-tls here too)"
+                            ),
+                        }))
+                    }
+                    Err(_) => return Err(refused("no TLS handshake within 10 s".into())),
+                }
+            }
+        };
         Connection::establish(stream, &PROTOCOL).await
     }
 }

@@ -10,6 +10,7 @@ pub mod recovery;
 pub mod render;
 pub mod replay;
 pub mod sync;
+pub mod trust;
 pub mod tui;
 pub mod updates;
 pub mod view;

@@ -55,6 +55,8 @@ pub struct Status {
     pub notice: Option<String>,
     /// A question that takes the whole status line until answered ("Quit anyway? y/N").
     pub prompt: Option<String>,
+    /// The server accepts no edits from us (a read-only token).
+    pub read_only: bool,
 }
 
 /// Draws everything; the text area is the frame minus its last row.
@@ -202,6 +204,10 @@ fn draw_status(
         Span::styled(format!(" r{revision} "), bar),
         Span::styled(format!(" {state} "), bar),
         Span::styled(
+            if status.read_only { " read-only " } else { "" },
+            bar.add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
             format!(
                 " {} participant{}: ",
                 peers.len() + 1,
@@ -246,6 +252,7 @@ mod tests {
             waiting: 0,
             prompt: None,
             notice: None,
+            read_only: false,
         }
     }
 

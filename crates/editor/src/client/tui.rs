@@ -215,6 +215,7 @@ impl App {
             waiting: self.sync.pending_changes(),
             notice: self.notice.clone(),
             prompt: self.confirming.then(|| self.question(link.state())),
+            read_only: self.sync.is_read_only(),
         };
         let text = self.sync.text();
         let view = &self.view;
@@ -265,6 +266,15 @@ impl App {
             return;
         }
         self.notice = None;
+        let edits = matches!(
+            action,
+            Action::Insert(_) | Action::Backspace | Action::Delete
+        );
+        if edits && self.sync.is_read_only() {
+            // Refused here: the server would refuse it anyway.
+            self.notice = Some("read-only: your edits are not accepted".to_owned());
+            return;
+        }
         if let Action::Insert(s) = &action {
             if self.sync.text().len_bytes() + s.len() > MAX_DOCUMENT_BYTES {
                 // The server would refuse the change and close the connection.
@@ -328,6 +338,10 @@ impl App {
                 Event::Error { code, reason } if is_fatal(code) => {
                     return Err(ClientError::Server { code, reason })
                 }
+                Event::Error {
+                    code: crate::protocol::ErrorCode::ReadOnly,
+                    reason,
+                } => self.notice = Some(reason),
                 Event::Error { reason, .. } => link.lose(reason),
                 Event::Acked { .. } | Event::Participants | Event::Access { .. } => {}
             }

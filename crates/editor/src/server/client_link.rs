@@ -14,6 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::web::wire::{self, WebClientMsg};
 use crate::protocol::{ClientMsg, ServerMsg};
+use crate::stream::Stream;
 use netutil::Connection;
 
 /// The browser's WebSocket, over the upgraded HTTP connection.
@@ -23,7 +24,7 @@ pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
 /// variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum ClientLink {
-    Binary(Connection<ClientMsg, ServerMsg>),
+    Binary(Connection<ClientMsg, ServerMsg, Stream>),
     Web(WebSocket),
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use crate::stream::Stream;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::Registry;
@@ -39,16 +39,25 @@ pub fn classify(first: u8) -> Kind {
 
 /// Serves one accepted connection with the protocol it speaks.
 pub async fn dispatch(
-    stream: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     registry: Arc<Registry>,
     token: CancellationToken,
     admission: Admission,
 ) {
+    // After TLS, the negotiated ALPN says it: browsers ask for `http/1.1`, editor clients
+    // for `editor` (a TLS client that names neither is taken for an editor client).
+    if let Stream::ServerTls(tls) = &stream {
+        let http = tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_HTTP1);
+        return match http {
+            true => web::serve(stream, addr, registry, token, admission).await,
+            false => session::run(stream, addr, registry, token, admission).await,
+        };
+    }
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
         _ = token.cancelled() => return,
-        peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)) => peeked,
+        peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.tcp().peek(&mut first)) => peeked,
     };
     match peeked {
         Ok(Ok(0)) => tracing::debug!("{addr}: closed before sending anything"),

@@ -3,6 +3,7 @@
 //! * [`registry`]: document name → the task that owns it, started on first use.
 //! * [`doc_task`]: one task per document, the single sequencer: transform, apply, journal
 //!   with group commit, then `Ack` and `Remote` to the sessions' bounded queues.
+//! * [`accept`]: from an accepted socket to a served connection: TLS, then dispatch.
 //! * [`session`]: one task per connection: handshake, `Join`, then messages both ways.
 //! * [`outgoing`]: a session's queue, bounded in messages and bytes; shared snapshots.
 //! * [`shares`]: per-source limits, the memory budget, and shedding the heaviest clients.
@@ -10,14 +11,19 @@
 //!   protocol from HTTP.
 //! * [`web`]: the browser's side: pages, the bundled editor, and the WebSocket that speaks
 //!   the protocol as JSON ([`client_link`] lets one session loop serve both encodings).
+//! * [`access`]: who may join: token secret, revoked tokens, the loopback rule.
+//! * [`lock`]: one server per data directory.
 //!
 //! Data flow: socket → session → bounded channel → document task → each session's bounded
 //! outgoing queue → socket. No lock is shared between sessions; a session that cannot keep
 //! up is disconnected (it reconnects and catches up) instead of slowing the document.
 
+pub mod accept;
+pub mod access;
 pub mod client_link;
 pub mod dispatch;
 pub mod doc_task;
+pub mod lock;
 pub mod outgoing;
 pub mod registry;
 pub mod session;
@@ -66,6 +72,21 @@ pub struct Config {
     /// Presence updates a client may send per second (twice that in a burst) before the
     /// server stops reading from it.
     pub presence_rate: u32,
+    /// TLS on every connection, or plaintext (`--no-tls`).
+    pub tls: TlsChoice,
+    /// Ask every connection for a token, loopback ones too.
+    pub require_token: bool,
+}
+
+/// Where the server's certificate comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsChoice {
+    /// A self-signed certificate kept in the data directory (created on first start).
+    SelfSigned,
+    /// `--tls-cert FILE --tls-key FILE`.
+    Files { cert: PathBuf, key: PathBuf },
+    /// `--no-tls`: plaintext, for benchmarks and debugging.
+    Off,
 }
 
 impl Default for Config {
@@ -88,6 +109,8 @@ impl Default for Config {
             max_handshakes_per_source: 512,
             max_documents_per_source: 256,
             presence_rate: 200,
+            tls: TlsChoice::SelfSigned,
+            require_token: false,
         }
     }
 }
@@ -99,21 +122,37 @@ pub enum ServerError {
     Net(#[from] netutil::NetError),
     #[error("data directory: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    DataDir(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("access tokens: {0}")]
+    Access(std::io::Error),
 }
 
 /// Runs the server until `shutdown` is triggered, then saves every document.
 pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), ServerError> {
+    let _lock = lock::lock_data_dir(&config.data_dir).map_err(ServerError::DataDir)?;
     let storage = Storage::open(&config.data_dir, config.max_document_bytes)?;
     tracing::info!("documents in {}", storage.dir().display());
+    let access = Arc::new(
+        access::Access::open(&config.data_dir, config.require_token)
+            .map_err(ServerError::Access)?,
+    );
+    let tls = accept::tls_acceptor(&config)?;
     let mut listener = netutil::bind_tcp(&config.binds, config.port)?;
     for addr in listener.local_addrs() {
         let shown = match netutil::display_addr(addr) {
             a if a.ip().is_unspecified() => format!("localhost:{}", a.port()),
             a => a.to_string(),
         };
-        tracing::info!("web editor on the same port: http://{shown}/");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("web editor on the same port: {scheme}://{shown}/");
     }
-    let registry = Arc::new(Registry::new(storage, config.clone(), shutdown.clone()));
+    accept::print_how_to_connect(&config, &access, tls.is_some(), listener.port());
+    let mut registry = Registry::new(storage, config.clone(), shutdown.clone());
+    registry.access = Some(access);
+    let registry = Arc::new(registry);
     let permits = Arc::new(Semaphore::new(config.max_clients));
     let token = shutdown.token();
     let accept_log = netutil::LogLimiter::new(netutil::LOG_INTERVAL);
@@ -153,8 +192,9 @@ pub async fn run(config: Config, shutdown: netutil::Shutdown) -> Result<(), Serv
         };
         let registry = registry.clone();
         let token = token.clone();
+        let tls = tls.clone();
         shutdown.spawn(async move {
-            dispatch::dispatch(stream, addr, registry, token, admission).await;
+            accept::serve(stream, addr, tls, registry, token, admission).await;
         });
     }
     drop(listener);

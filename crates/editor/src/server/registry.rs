@@ -24,6 +24,9 @@ pub struct Registry {
     pub(crate) config: Config,
     pub(crate) shutdown: netutil::Shutdown,
     pub(crate) shares: Shares,
+    /// Token checks; `None` admits everyone (library users and tests that build a
+    /// registry by hand).
+    pub access: Option<Arc<super::access::Access>>,
 }
 
 /// What a session gets back from a successful join.
@@ -39,6 +42,7 @@ impl Registry {
             shares: Shares::new(&config),
             config,
             shutdown,
+            access: None,
         }
     }
 

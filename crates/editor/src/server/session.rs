@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::access::{Grant, RECHECK_INTERVAL};
 use super::client_link::{ClientLink, LinkError};
 use super::doc_task::{DocCmd, JoinRequest};
 use super::outgoing::{OutQueue, Outgoing, Payload};
@@ -35,6 +35,7 @@ use super::shares::Load;
 use crate::protocol::{
     validate_display_name, validate_document_name, ClientMsg, ErrorCode, ServerMsg, PROTOCOL,
 };
+use crate::stream::Stream;
 use netutil::{Connection, SourceFull, SourceGuard};
 
 type Conn = ClientLink;
@@ -71,14 +72,15 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one binary-protocol client connection to the end.
 pub async fn run(
-    stream: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     registry: Arc<Registry>,
     token: CancellationToken,
     admission: Admission,
 ) {
     let shares = &registry.shares;
-    let conn = match Connection::<ClientMsg, ServerMsg>::establish(stream, &PROTOCOL).await {
+    let conn = match Connection::<ClientMsg, ServerMsg, Stream>::establish(stream, &PROTOCOL).await
+    {
         Ok(conn) => conn,
         Err(e) => {
             if let Some(more) = shares.should_log(addr.ip(), "handshake") {
@@ -125,14 +127,14 @@ pub async fn serve(
         _ = token.cancelled() => return,
         join = tokio::time::timeout(JOIN_TIMEOUT, conn.recv()) => join,
     };
-    let (document, name, key, known_revision) = match join {
+    let (document, name, key, known_revision, token_text) = match join {
         Ok(Ok(Some(ClientMsg::Join {
             document,
             name,
             key,
             known_revision,
-            token: _,
-        }))) => (document, name, key, known_revision),
+            token,
+        }))) => (document, name, key, known_revision, token),
         Ok(Ok(Some(_))) => {
             return refuse(
                 &registry,
@@ -159,6 +161,23 @@ pub async fn serve(
     if let Err(reason) = validate_document_name(&document) {
         return refuse(&registry, &mut conn, addr, ErrorCode::BadName, reason).await;
     }
+    // Checked before the document is loaded: a refused client costs no disk access.
+    let grant = match &registry.access {
+        None => Ok(Grant {
+            read_only: false,
+            claims: None,
+        }),
+        Some(access) => access.admit(addr, &document, token_text.as_deref()),
+    };
+    let grant = match grant {
+        Ok(grant) => grant,
+        Err(e) => return refuse(&registry, &mut conn, addr, e.code(), e.to_string()).await,
+    };
+    // A token's label is the holder's name: nobody edits under someone else's.
+    let name = match grant.claims.as_ref().and_then(|c| c.label.clone()) {
+        Some(label) => label,
+        None => name,
+    };
     if let Err(reason) = validate_display_name(&name) {
         return refuse(
             &registry,
@@ -177,6 +196,15 @@ pub async fn serve(
             "the server is short of memory (--max-memory {mib} MiB nearly in use); try again later"
         );
         return refuse(&registry, &mut conn, addr, ErrorCode::Busy, reason).await;
+    }
+
+    let read_only = grant.read_only;
+    let access = ServerMsg::Access {
+        read_only,
+        name: name.clone(),
+    };
+    if conn.send(&access).await.is_err() {
+        return;
     }
 
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
@@ -210,7 +238,12 @@ pub async fn serve(
             }
         }
     };
-    tracing::info!("client connected: {addr} {name:?} on document {document}");
+    let token_id = grant.claims.as_ref().map_or("none", |c| c.id.as_str());
+    let mode = if read_only { "read-only" } else { "read-write" };
+    tracing::info!(
+        "client connected: {addr} {name:?} on document {document} ({mode}, token {token_id})"
+    );
+    let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
 
     // Cursor moves are forwarded at most once per PRESENCE_INTERVAL (the latest wins), so
     // a client flooding them cannot multiply its traffic by the number of participants.
@@ -246,6 +279,18 @@ pub async fn serve(
                 },
                 None => break "document closed".to_owned(),
             },
+            // An expired or revoked token ends the session within a second or two.
+            _ = recheck.tick(), if grant.claims.is_some() => {
+                let still = match (&registry.access, &grant.claims) {
+                    (Some(access), Some(claims)) => access.recheck(claims),
+                    _ => Ok(()),
+                };
+                if let Err(e) = still {
+                    let why = e.to_string();
+                    send_error(&mut conn, e.code(), why.clone()).await;
+                    break why;
+                }
+            }
             _ = tokio::time::sleep_until(presence_next), if presence_pending.is_some() => {
                 presence_next = tokio::time::Instant::now() + PRESENCE_INTERVAL;
                 if let Some(cmd) = presence_pending.take() {
@@ -262,6 +307,15 @@ pub async fn serve(
                 // Flooding sessions must not keep other tasks (documents) waiting.
                 tokio::task::consume_budget().await;
                 let cmd = match msg {
+                    Ok(Some(ClientMsg::Change { .. })) if read_only => {
+                        // One stray change does not end the session: the client is told.
+                        let reason = "read-only token: your edits are not accepted".to_owned();
+                        if let Some(more) = shares.should_log(addr.ip(), "read-only") {
+                            tracing::info!("{addr}: change refused: {reason}{more}");
+                        }
+                        send_error(&mut conn, ErrorCode::ReadOnly, reason).await;
+                        continue;
+                    }
                     Ok(Some(ClientMsg::Change { base_revision, seq, op })) => {
                         if unacked >= MAX_IN_FLIGHT {
                             let reason = "a change was sent before the previous one was acknowledged; keep one change in flight".to_owned();

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::stream::Stream;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -24,7 +25,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -50,7 +50,7 @@ type UpgradeSlot = Arc<Mutex<Option<OnUpgrade>>>;
 
 /// Serves one HTTP connection; if it asks for the WebSocket, serves the editor session.
 pub async fn serve(
-    mut stream: TcpStream,
+    mut stream: Stream,
     addr: SocketAddr,
     registry: Arc<Registry>,
     token: CancellationToken,
@@ -69,7 +69,7 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(busy)).await;
         return;
     }
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let slot: UpgradeSlot = Arc::new(Mutex::new(None));
     let service = {
         let slot = slot.clone();
