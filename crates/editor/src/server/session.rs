@@ -199,13 +199,6 @@ pub async fn serve(
     }
 
     let read_only = grant.read_only;
-    let access = ServerMsg::Access {
-        read_only,
-        name: name.clone(),
-    };
-    if conn.send(&access).await.is_err() {
-        return;
-    }
 
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let load_guard = shares.register(session);
@@ -238,6 +231,16 @@ pub async fn serve(
             }
         }
     };
+    // After the join succeeded (a refusal comes alone) and before the snapshot, which
+    // waits in the outgoing queue.
+    let access = ServerMsg::Access {
+        read_only,
+        name: name.clone(),
+    };
+    if conn.send(&access).await.is_err() {
+        let _ = doc.send(DocCmd::Leave { session }).await;
+        return;
+    }
     let token_id = grant.claims.as_ref().map_or("none", |c| c.id.as_str());
     let mode = if read_only { "read-only" } else { "read-write" };
     tracing::info!(
