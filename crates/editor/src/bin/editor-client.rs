@@ -116,9 +116,21 @@ struct Args {
     ipv6: bool,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            netutil::cli::report("editor-client", &e);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run());
+    // Line mode reads stdin on a blocking thread that only returns at the next line or end
+    // of input; dropping the runtime would wait for it, so a fatal error (a revoked token, a
+    // refused document) with stdin still open would never exit. Output goes through std's
+    // stdout, written synchronously, so nothing is lost by not waiting.
+    runtime.shutdown_background();
+    match outcome {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
