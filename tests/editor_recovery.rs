@@ -36,7 +36,8 @@ impl Drop for TempDir {
 /// `editor-client` with its state directory (where recovery files go) under `state`.
 fn client(state: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin_path("editor-client"));
-    cmd.args(args).env("XDG_STATE_HOME", state);
+    // start_server runs a plaintext server (--no-tls); the client must say so too.
+    cmd.arg("--no-tls").args(args).env("XDG_STATE_HOME", state);
     cmd
 }
 
@@ -166,6 +167,7 @@ fn line_mode_gives_up_after_wait_and_recover_resends_each_line_exactly_once() {
             "127.0.0.1",
             "--data-dir",
             data_s,
+            "--no-tls",
         ],
     );
     assert_eq!(server.listening_port(), port);
@@ -280,7 +282,7 @@ fn full_screen_quit_while_the_server_is_down_asks_then_saves_a_recovery_file() {
     };
     // The shell records the exit status and stderr, then stays, so the pane can be read.
     let command = format!(
-        "XDG_STATE_HOME={} {} 127.0.0.1 --port {port} --doc tuirec --name carol 2>{}; echo $? >{}; sleep 60",
+        "XDG_STATE_HOME={} {} 127.0.0.1 --port {port} --no-tls --doc tuirec --name carol 2>{}; echo $? >{}; sleep 60",
         state.display(),
         bin_path("editor-client").display(),
         stderr_file.display(),
