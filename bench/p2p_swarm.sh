@@ -28,6 +28,7 @@
 # Usage: bench/p2p_swarm.sh
 #   BIN=path/to/p2p-node (default target/release/p2p-node)  BIN_OLD=path (optional)
 #   SIZE_MIB=1024 RUNS=3 STATES="cold warm" COLD_GAP=20 NS_SIZE_MIB=256 NS=1 (0: skip)
+#   LOOPBACK=1 (0: the namespace part only)
 # Run it under the machine's benchmark lock: flock /work/bench.lock bench/p2p_swarm.sh
 set -euo pipefail
 
@@ -40,6 +41,7 @@ STATES=${STATES:-cold warm}
 COLD_GAP=${COLD_GAP:-20}
 NS_SIZE_MIB=${NS_SIZE_MIB:-256}
 NS=${NS:-1}
+LOOPBACK=${LOOPBACK:-1}
 [ -x "$BIN" ] || { echo "build first: cargo build --release -p p2p-node ($BIN missing)" >&2; exit 1; }
 [ -z "$BIN_OLD" ] || [ -x "$BIN_OLD" ] || { echo "BIN_OLD=$BIN_OLD is not executable" >&2; exit 1; }
 
@@ -198,7 +200,9 @@ measure_copy() {
 echo
 echo "## loopback, ${SIZE_MIB} MiB"
 port=19500
-for holders in 1 3; do
+HOLDER_COUNTS="1 3"
+[ "$LOOPBACK" = 0 ] && HOLDER_COUNTS=""
+for holders in $HOLDER_COUNTS; do
     for v in "${VARIANTS[@]}"; do start_cluster "$v" "$holders" "$port"; port=$((port + 10)); done
     for state in $STATES; do
         for run in $(seq 1 "$RUNS"); do
@@ -215,7 +219,7 @@ done
 # The table: medians per state, holders and variant, and the ratios the goals name.
 pick() { awk -v s="$1" -v h="$2" -v v="$3" -v c="$4" '$1 == s && $2 == h && $3 == v { print $c }' "$WORK/results.txt" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-echo
+[ "$LOOPBACK" = 0 ] || { echo
 echo "| state | holders | $(for v in "${VARIANTS[@]}"; do printf '%s MB/s (before fsync) | ' "$v"; done)copy MB/s | auth/plain | auth/copy |$( [ -n "$BIN_OLD" ] && printf ' plain/old | auth/old |')"
 echo "| --- | ---: | $(for _ in "${VARIANTS[@]}"; do printf -- '---: | '; done)---: | ---: | ---: |$( [ -n "$BIN_OLD" ] && printf ' ---: | ---: |')"
 for state in $STATES; do
@@ -233,7 +237,7 @@ for state in $STATES; do
         echo "$row"
     done
 done
-echo "(medians of $RUNS; p2p incl. the final fsync, before it in brackets; copy to the page cache)"
+echo "(medians of $RUNS; p2p incl. the final fsync, before it in brackets; copy to the page cache)"; }
 
 if [ "$NS" = 0 ] || [ "$(id -u)" -ne 0 ] || ! command -v tc > /dev/null; then
     echo "namespace swarm: skipped (NS=0, or needs root and tc)"
