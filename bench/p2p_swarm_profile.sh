@@ -2,8 +2,9 @@
 # Where a swarm download's CPU time goes: one cluster (1 downloader, HOLDERS holders) on
 # loopback, plaintext or with keys, a SIZE_MIB file fetched RUNS times in the warm memory
 # state (see p2p_swarm.sh) while `perf record` samples every process of the cluster.
-# Prints the download times, CPU time per process (from /proc), and perf's flat profile:
-# the top symbols across all processes, and per process.
+# Prints the download times, CPU seconds per GiB of each process (from /proc; robust when
+# the machine is busy, unlike wall-clock rates), and each process's flat profile with every
+# symbol's share turned into CPU seconds per GiB.
 #
 # Usage: MODE=auth|plain HOLDERS=1 SIZE_MIB=1024 RUNS=3 bench/p2p_swarm_profile.sh
 #        (BIN=path/to/p2p-node; needs perf; under the lock: flock /work/bench.lock ...)
@@ -15,7 +16,7 @@ MODE=${MODE:-auth}
 HOLDERS=${HOLDERS:-1}
 SIZE_MIB=${SIZE_MIB:-1024}
 RUNS=${RUNS:-3}
-TOP=${TOP:-40}
+TOP=${TOP:-25}
 command -v perf > /dev/null || { echo "needs perf" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/p2p-profile.XXXXXX)
@@ -61,8 +62,12 @@ for _ in $(seq 1 600); do
 done
 cpu() { for pid in "${PIDS[@]}"; do awk '{ printf "%s ", $14 + $15 }' "/proc/$pid/stat"; done; echo; }
 cpu0=$(cpu)
-perf record -F 1999 -o "$WORK/perf.data" -p "$(IFS=,; echo "${PIDS[*]}")" 2> "$WORK/perf.err" > /dev/null &
-PERF=$!
+# One perf per node, so each node's profile is its own.
+PERFS=()
+for id in $(seq 1 $n); do
+    perf record -F 1999 -o "$WORK/perf$id.data" -p "${PIDS[$((id - 1))]}" 2> "$WORK/perf$id.err" > /dev/null &
+    PERFS+=($!)
+done
 sleep 0.5
 for run in $(seq 1 "$RUNS"); do
     sleep 0.6
@@ -76,16 +81,17 @@ for run in $(seq 1 "$RUNS"); do
     echo "  run $run: $(grep 'get big.bin: complete' "$WORK/err1" | tail -1 | sed -E 's/.*complete, [0-9]+ bytes \([^)]*\) in ([0-9.]+ s).*/\1/')"
     rm -f "$WORK/N1/big.bin"
 done
-kill -INT "$PERF"; wait "$PERF" || true
 cpu1=$(cpu)
+for p in "${PERFS[@]}"; do kill -INT "$p"; done
+for p in "${PERFS[@]}"; do wait "$p" || true; done
 hz=$(getconf CLK_TCK)
-echo "# CPU seconds during the runs (user+sys), node 1 = downloader:"
-paste <(tr ' ' '\n' <<< "$cpu0") <(tr ' ' '\n' <<< "$cpu1") | awk -v hz="$hz" 'NF == 2 { printf "  node %d: %.2f s\n", NR, ($2 - $1) / hz }'
+GIB=$(awk -v m="$SIZE_MIB" -v r="$RUNS" 'BEGIN { print m * r / 1024 }')
+echo "# CPU seconds per GiB downloaded (user+sys), node 1 = downloader:"
+paste <(tr ' ' '\n' <<< "$cpu0") <(tr ' ' '\n' <<< "$cpu1") | awk -v hz="$hz" -v g="$GIB" 'NF == 2 { s = ($2 - $1) / hz / g; t += s; printf "  node %d: %.2f s/GiB\n", NR, s } END { printf "  all: %.2f s/GiB\n", t }' | tee "$WORK/cpu.txt"
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "## top symbols, all processes (share of samples)"
-perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2> /dev/null | grep -E '^ +[0-9]' | head -"$TOP"
 for id in $(seq 1 $n); do
-    pid=${PIDS[$((id - 1))]}
-    echo "## node $id (pid $pid)"
-    perf report -i "$WORK/perf.data" --pid "$pid" --no-children --sort sym --stdio 2> /dev/null | grep -E '^ +[0-9]' | head -20
+    secs=$(awk -v id="$id" 'NR == id { print $3 }' "$WORK/cpu.txt")
+    echo "## node $id: top symbols, share of its samples and CPU s/GiB ($secs s/GiB in all)"
+    perf report -i "$WORK/perf$id.data" --no-children --sort sym --stdio 2> /dev/null | grep -E '^ +[0-9]' | head -"$TOP" \
+        | awk -v t="$secs" '{ p = $1; sub("%", "", p); printf "  %6.2f%%  %.3f s/GiB  %s %s\n", p, p / 100 * t, $2, $3 }' || true
 done
