@@ -1,5 +1,5 @@
 //! `p2p-node`: one node of the peer-to-peer cluster. Parses flags, sets up logging, runs
-//! [`p2p_node::cluster::node::run`] until Ctrl-C, SIGTERM or `quit`.
+//! [`p2p_node::node::run`] until Ctrl-C, SIGTERM or `quit`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use netutil::noise::SecretKey;
-use p2p_node::cluster::config::{Auth, Cluster, NodeConfig};
+use p2p_node::cluster::config::{Auth, Cluster};
 use p2p_node::cluster::election::{NodeId, Timing};
+use p2p_node::node::config::NodeConfig;
 use p2p_node::swarm::serve::ServeOptions;
 
 /// One node of a peer-to-peer cluster: elects the lowest live id as leader (Bully), keeps
@@ -207,7 +208,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Some((path.as_path(), SecretKey::read_file(path)?)),
         None => None,
     };
-    let auth = NodeConfig::auth(&cluster, id, listen, key)?;
+    let auth = Auth::decide(&cluster, id, listen, key)?;
     if let Auth::Open = auth {
         tracing::warn!(
             "No keys: links are neither authenticated nor encrypted, and anyone who can reach this host's loopback ports can join (allowed because every address is loopback; `p2p-node init-cluster DIR --nodes N` makes a cluster with keys)"
@@ -236,7 +237,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     config.validate()?;
     let shutdown = netutil::Shutdown::new();
-    let mut node = tokio::spawn(p2p_node::cluster::node::run(config, shutdown.clone()));
+    let mut node = tokio::spawn(p2p_node::node::run(config, shutdown.clone()));
     let early = tokio::select! {
         _ = netutil::shutdown_signal() => None,
         _ = shutdown.triggered() => None,

@@ -8,7 +8,7 @@
 //! Each node may carry its public key (`public_key = "..."`, `--peer ID=HOST:PORT=KEY`):
 //! then only nodes proving a listed key take part ([`Auth::Keys`], see
 //! [`crate::cluster::links`]). A cluster without keys runs unauthenticated only when every
-//! address is a loopback address, as Redis's protected mode does; [`NodeConfig::auth`]
+//! address is a loopback address, as Redis's protected mode does; [`Auth::decide`]
 //! decides, and refuses anything in between with a message saying how to make keys.
 
 use std::collections::BTreeMap;
@@ -16,12 +16,11 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use netutil::noise::{PublicKey, SecretKey};
 use serde::Deserialize;
 
-use crate::cluster::election::{NodeId, Timing};
+use crate::cluster::election::NodeId;
 
 /// Why the configuration is unusable. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +139,7 @@ struct NodeEntry {
     public_key: Option<String>,
 }
 
-/// How links are secured, decided once at start by [`NodeConfig::auth`].
+/// How links are secured, decided once at start by [`Auth::decide`].
 #[derive(Debug, Clone)]
 pub enum Auth {
     /// No keys: plain TCP, anyone who reaches the port may take part. Loopback only.
@@ -343,38 +342,13 @@ fn split_host_port(addr: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// Everything a node needs to run.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    pub id: NodeId,
-    pub cluster: Cluster,
-    /// Where to listen; None means this node's cluster address.
-    pub listen: Option<SocketAddr>,
-    /// The directory whose files this node shares.
-    pub dir: PathBuf,
-    /// Where the leader writes the cluster index.
-    pub index_log: PathBuf,
-    pub timing: Timing,
-    /// How often the directory is rescanned for changes.
-    pub rescan: Duration,
-    /// How pieces are served to downloaders.
-    pub serve: crate::swarm::serve::ServeOptions,
-    /// How links are secured (see [`NodeConfig::auth`]).
-    pub auth: Auth,
-}
-
-impl NodeConfig {
-    /// Checks that `id` is in the cluster.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.cluster.require(self.id).map(|_| ())
-    }
-
+impl Auth {
     /// Decides how node `id` secures its links, from the cluster, the `--listen` address
     /// and the secret key read from `key_path`:
     /// * the cluster lists keys: the key must be given and be this node's listed key;
     /// * no keys anywhere: allowed only when every address (and `listen`) is loopback;
     /// * a key without listed keys, or keys for some nodes only: refused.
-    pub fn auth(
+    pub fn decide(
         cluster: &Cluster,
         id: NodeId,
         listen: Option<SocketAddr>,
@@ -542,11 +516,11 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(
-            NodeConfig::auth(&local, 1, None, None),
+            Auth::decide(&local, 1, None, None),
             Ok(Auth::Open)
         ));
         let wide: SocketAddr = "0.0.0.0:9001".parse().unwrap();
-        let err = NodeConfig::auth(&local, 1, Some(wide), None)
+        let err = Auth::decide(&local, 1, Some(wide), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -555,7 +529,7 @@ mod tests {
         );
         for remote in ["10.0.0.2:2", "node2.lan:2", "[2001:db8::1]:2"] {
             let c = Cluster::from_peers(&["1=127.0.0.1:1".into(), format!("2={remote}")]).unwrap();
-            let err = NodeConfig::auth(&c, 1, None, None).unwrap_err().to_string();
+            let err = Auth::decide(&c, 1, None, None).unwrap_err().to_string();
             assert!(
                 err.contains("node 2's address") && err.contains("p2p-node init-cluster"),
                 "{err}"
@@ -569,17 +543,17 @@ mod tests {
         let c = keyed(&["10.0.0.1", "10.0.0.2"], &[&a, &b]);
         let path = Path::new("node1.key");
         assert!(matches!(
-            NodeConfig::auth(&c, 1, None, Some((path, a.clone()))),
+            Auth::decide(&c, 1, None, Some((path, a.clone()))),
             Ok(Auth::Keys(_))
         ));
         assert!(matches!(
-            NodeConfig::auth(&c, 1, None, None),
+            Auth::decide(&c, 1, None, None),
             Err(ConfigError::NoKey)
         ));
-        let err = NodeConfig::auth(&c, 1, None, Some((path, b.clone()))).unwrap_err();
+        let err = Auth::decide(&c, 1, None, Some((path, b.clone()))).unwrap_err();
         assert!(matches!(err, ConfigError::WrongKey { id: 1, .. }), "{err}");
         let open = Cluster::default_cluster();
-        let err = NodeConfig::auth(&open, 1, None, Some((path, a))).unwrap_err();
+        let err = Auth::decide(&open, 1, None, Some((path, a))).unwrap_err();
         assert!(matches!(err, ConfigError::KeyWithoutCluster), "{err}");
     }
 }

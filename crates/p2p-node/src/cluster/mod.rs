@@ -6,12 +6,13 @@
 //! * [`election`]: the Bully election as a pure state machine (no I/O, no clock).
 //! * [`links`]: every TCP connection to or from another node starts here (dial, accept,
 //!   handshake, refuse, close), control links and swarm data connections alike.
-//! * [`index`]: scanning `--dir`, hashing files (cached), the cluster index and its log.
-//! * [`node`]: the event loop that wires them (and the swarm) together.
+//! * [`index`]: the leader's cluster index (which node shares which files) and its log.
+//!
+//! Nothing here uses the swarm: data connections are handed to a
+//! [`links::DataService`] the node passes in.
 
 pub mod config;
 pub mod election;
 pub mod index;
 pub mod init;
 pub mod links;
-pub mod node;

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cluster::links::NodeConnection;
+use crate::cluster::links::{DataService, NodeConnection};
 use bytes::{BufMut, BytesMut};
 use tokio_util::sync::CancellationToken;
 
@@ -227,6 +227,11 @@ impl Drop for UploadSlot {
 
 /// Idle time the upload limiter may make up for (bounded, so a long pause is no burst).
 const PACE_CREDIT: Duration = Duration::from_millis(100);
+
+/// The links' [`DataService`]: every data connection they accept and secure is served here.
+pub fn data_service(library: Arc<Library>) -> DataService {
+    Arc::new(move |conn, hash| Box::pin(serve(conn, hash, library.clone())))
+}
 
 /// Answers one data connection whose first message was `Open { hash }`, until the
 /// downloader closes it or breaks a rule.

@@ -9,7 +9,7 @@
 //! with the peer's address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use netutil::log_limit::{LogLimiter, LOG_INTERVAL};
@@ -18,10 +18,11 @@ use tokio::sync::mpsc;
 
 use super::run::run_registered;
 use super::secure::Security;
-use super::{HandshakeSlot, LinkId, NodeConnection, PeerEvent, ACCEPT_TIMEOUT, DIAL_TIMEOUT};
+use super::{
+    DataService, HandshakeSlot, LinkId, NodeConnection, PeerEvent, ACCEPT_TIMEOUT, DIAL_TIMEOUT,
+};
 use crate::cluster::config::Cluster;
 use crate::cluster::election::{NodeId, Term};
-use crate::swarm::serve::Library;
 use crate::wire::{Message, PROTOCOL};
 
 /// Why a dial failed, and whether the peer refused it only because we are already linked.
@@ -132,7 +133,7 @@ pub(super) async fn accept_link(
     link: LinkId,
     events: mpsc::Sender<PeerEvent>,
     permit: HandshakeSlot,
-    library: Arc<Library>,
+    data: DataService,
     security: Security,
 ) {
     let greeting = async {
@@ -170,8 +171,8 @@ pub(super) async fn accept_link(
         }
         Some(Message::Hello { id, term }) => (id, term),
         Some(Message::Open { hash }) => {
-            // A data connection: a downloader wants pieces (swarm::serve).
-            crate::swarm::serve::serve(conn, hash, library).await;
+            // A data connection: a downloader wants pieces.
+            data(conn, hash).await;
             return;
         }
         Some(other) => {

@@ -22,10 +22,14 @@
 //! handshake.
 //!
 //! An accepted connection whose first message is `Open` instead of `Hello` is a data
-//! connection from a downloader: it is handed to [`crate::swarm::serve`] and never registered.
+//! connection from a downloader: once secured it is handed to the node's [`DataService`]
+//! (the swarm serves pieces) and never registered. The service is passed in rather than
+//! named here, so the cluster does not depend on the swarm: imports run swarm → cluster.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,10 +45,15 @@ mod secure;
 pub use establish::open_data;
 pub use secure::{LinkStream, Security};
 
+/// Serves one accepted data connection whose downloader asked for the file `ContentHash`
+/// (the swarm's piece server); it owns the connection until the download ends.
+pub type DataService = Arc<
+    dyn Fn(NodeConnection, ContentHash) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync,
+>;
+
 use crate::cluster::config::Cluster;
 use crate::cluster::election::{NodeId, Term};
-use crate::swarm::serve::Library;
-use crate::wire::Message;
+use crate::wire::{ContentHash, Message};
 use establish::{accept_link, dial_link};
 
 /// Identifies one link (a peer may have several over time).
@@ -217,8 +226,8 @@ pub struct Peers {
     member_slots: Arc<Semaphore>,
     /// Refused connections are logged once per source per interval, with a count.
     refusals: LogLimiter<IpAddr>,
-    /// What this node serves on data connections.
-    library: Arc<Library>,
+    /// What this node does with data connections.
+    data: DataService,
     /// How connections are secured.
     security: Security,
 }
@@ -230,7 +239,7 @@ impl Peers {
         events: mpsc::Sender<PeerEvent>,
         token: CancellationToken,
         tracker: TaskTracker,
-        library: Arc<Library>,
+        data: DataService,
         security: Security,
     ) -> Self {
         let member_ips = member_ips(&cluster);
@@ -253,7 +262,7 @@ impl Peers {
             member_ips,
             member_slots: Arc::new(Semaphore::new(MAX_PENDING_MEMBERS)),
             refusals: LogLimiter::new(LOG_INTERVAL),
-            library,
+            data,
             security,
         }
     }
@@ -357,18 +366,18 @@ impl Peers {
             }
         };
         let link = self.new_link_id();
-        let (me, cluster, events, token, library, security) = (
+        let (me, cluster, events, token, data, security) = (
             self.me,
             self.cluster.clone(),
             self.events.clone(),
             self.token.clone(),
-            self.library.clone(),
+            self.data.clone(),
             self.security.clone(),
         );
         self.tracker.spawn(async move {
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = accept_link(me, cluster, stream, addr, link, events, permit, library, security) => {}
+                _ = accept_link(me, cluster, stream, addr, link, events, permit, data, security) => {}
             }
         });
     }
@@ -587,10 +596,7 @@ mod tests {
     fn replies_stop_while_the_peer_leaves_its_messages_unread() {
         let (events, _events_rx) = mpsc::channel(1);
         let cluster = Cluster::default_cluster();
-        let library = Arc::new(Library::new(
-            "/nonexistent".into(),
-            crate::swarm::serve::ServeOptions::default(),
-        ));
+        let data: DataService = Arc::new(|_conn, _hash| Box::pin(async {}));
         let token = CancellationToken::new();
         let security = Security::new(crate::cluster::config::Auth::Open, cluster.clone());
         let mut peers = Peers::new(
@@ -599,7 +605,7 @@ mod tests {
             events,
             token,
             TaskTracker::new(),
-            library,
+            data,
             security,
         );
         let (tx, mut rx) = mpsc::channel(LINK_QUEUE);

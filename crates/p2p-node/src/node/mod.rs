@@ -15,7 +15,8 @@
 //!
 //! Here: the loop and its reaction to election actions and link traffic. The node's files
 //! and the index live in `files.rs`, console commands and downloads in `commands.rs`, the
-//! background tasks (scans, the index log) in `tasks.rs`.
+//! background tasks (scans, the index log) in `tasks.rs`, what the node runs with in
+//! `config.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -28,20 +29,23 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 mod commands;
+pub mod config;
 mod files;
 mod tasks;
 
 use files::{IndexWaiters, Waiter};
 use tasks::{log_writer, read_term, scan_loop, term_writer, IndexLog};
 
-use crate::cluster::config::{ConfigError, NodeConfig};
+use crate::cluster::config::ConfigError;
 use crate::cluster::election::{Action, Election, Input, NodeId, Term};
-use crate::cluster::index::{ClusterIndex, LocalIndex, TERM_FILE};
+use crate::cluster::index::{ClusterIndex, TERM_FILE};
 use crate::cluster::links::{PeerEvent, Peers, Security, Verdict};
 use crate::console::{self, Request};
-use crate::swarm::serve::Library;
+use crate::swarm::serve::{data_service, Library};
+use crate::swarm::share::LocalIndex;
 use crate::swarm::{SwarmContext, SwarmEvent};
 use crate::wire::{validate_files, FileEntry, Message, MAX_NODES};
+use config::NodeConfig;
 
 /// Link events queued for the event loop before link readers wait (backpressure).
 const EVENT_QUEUE: usize = 4096;
@@ -130,7 +134,7 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         peer_tx,
         token.clone(),
         shutdown.tracker().clone(),
-        library.clone(),
+        data_service(library.clone()),
         security.clone(),
     );
     let swarm = Arc::new(SwarmContext {

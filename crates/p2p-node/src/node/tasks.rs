@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::cluster::election::Term;
-use crate::cluster::index::LocalIndex;
 use crate::swarm::serve::Library;
+use crate::swarm::share::LocalIndex;
 use crate::wire::FileEntry;
 
 /// Rescans the shared directory every `every` and reports the list when it changed.
