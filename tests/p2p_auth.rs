@@ -413,8 +413,24 @@ fn a_cluster_with_a_remote_address_and_no_keys_refuses_to_start_saying_how_to_ma
     );
     assert!(!err.contains("listening on"), "{err}");
 
-    // A loopback cluster without keys runs, and says so once.
-    let mut open = Proc::start("p2p-node", &["--id", "1", "--peer", &peer1]);
+    // A loopback cluster without keys runs, and says so once (its files in a temp dir,
+    // not in the test's working directory).
+    let open_root = e2e::p2p::TempRoot::new("auth-open");
+    let open_dir = open_root.0.join("Node1").display().to_string();
+    let open_log = open_root.0.join("Peer_files.log").display().to_string();
+    let mut open = Proc::start(
+        "p2p-node",
+        &[
+            "--id",
+            "1",
+            "--peer",
+            &peer1,
+            "--dir",
+            &open_dir,
+            "--index-log",
+            &open_log,
+        ],
+    );
     open.listening_port();
     assert!(open
         .wait_for("Leader elected: Node 1", HANG_GUARD)
