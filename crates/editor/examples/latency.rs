@@ -6,25 +6,52 @@
 //! run in this one process so their clocks agree. Prints one JSON line with p50/p99/max in
 //! milliseconds.
 //!
-//! `latency --port P [--typists 20] [--observers 200] [--rate 10] [--seconds 10]`
+//! `latency --port P [--typists 20] [--observers 200] [--rate 10] [--seconds 10]
+//! [--no-tls | --trust-fingerprint SHA256:...]`: TLS by default, like the real client
+//! (issue 13's benchmark compares it with `--no-tls` against the same server build).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use editor::client::link::{Conn, Target};
 use editor::client::sync::{Event, SyncClient};
-use editor::protocol::{random_key, ClientMsg, ServerMsg, PROTOCOL};
-use netutil::Connection;
+use editor::protocol::{random_key, ClientMsg, ServerMsg};
 
-type Conn = Connection<ServerMsg, ClientMsg>;
+mod common;
+use common::TlsArgs;
+
 /// (author, seq) → when each keystroke the change carries was typed / latest arrival
 /// seen, and how many observers saw it.
 type Sent = Arc<Mutex<HashMap<(u64, u64), Vec<Instant>>>>;
 type Seen = Arc<Mutex<HashMap<(u64, u64), (Instant, usize)>>>;
 
-async fn join(port: u16, doc: &str, name: &str) -> anyhow::Result<(Conn, SyncClient)> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut conn: Conn = Connection::establish(stream, &PROTOCOL).await?;
+/// Keystroke latency through editor-server: typists type, observers time the arrivals.
+#[derive(Parser, Debug)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Clients typing one character every 1/RATE seconds each.
+    #[arg(long, default_value_t = 20)]
+    typists: usize,
+    /// Clients following the document; a keystroke counts when all of them have it.
+    #[arg(long, default_value_t = 200)]
+    observers: usize,
+    /// Keystrokes per second per typist.
+    #[arg(long, default_value_t = 10)]
+    rate: u64,
+    /// How long the typists type.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+async fn join(target: &Target, doc: &str, name: &str) -> anyhow::Result<(Conn, SyncClient)> {
+    let mut conn = target.connect().await?;
     let mut sync = SyncClient::new(random_key());
     conn.send(&sync.join(doc, name)).await?;
     while !sync.is_joined() {
@@ -43,27 +70,17 @@ async fn join(port: u16, doc: &str, name: &str) -> anyhow::Result<(Conn, SyncCli
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut port, mut typists, mut observers, mut rate, mut seconds) =
-        (8080u16, 20, 200, 10u64, 10u64);
-    while let Some(a) = args.next() {
-        let v = args.next().unwrap_or_default();
-        match a.as_str() {
-            "--port" => port = v.parse()?,
-            "--typists" => typists = v.parse()?,
-            "--observers" => observers = v.parse()?,
-            "--rate" => rate = v.parse()?,
-            "--seconds" => seconds = v.parse()?,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
+    let args = Args::parse();
+    let target = args.tls.target(&args.host, args.port)?;
+    let (typists, observers, rate, seconds) =
+        (args.typists, args.observers, args.rate, args.seconds);
     let doc = format!("latency-{}", random_key() % 1_000_000_000);
     let sent: Sent = Arc::default();
     let seen: Seen = Arc::default();
     let stop = Instant::now() + Duration::from_secs(seconds + 3);
     let mut tasks = Vec::new();
     for i in 0..observers {
-        let (mut conn, mut sync) = join(port, &doc, &format!("observer{i}")).await?;
+        let (mut conn, mut sync) = join(&target, &doc, &format!("observer{i}")).await?;
         let seen = seen.clone();
         tasks.push(tokio::spawn(async move {
             while let Ok(Ok(Some(msg))) = tokio::time::timeout_at(stop.into(), conn.recv()).await {
@@ -85,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let typing_end = Instant::now() + Duration::from_secs(seconds);
     for t in 0..typists {
-        let (mut conn, mut sync) = join(port, &doc, &format!("typist{t}")).await?;
+        let (mut conn, mut sync) = join(&target, &doc, &format!("typist{t}")).await?;
         let sent = sent.clone();
         tasks.push(tokio::spawn(async move {
             let period = Duration::from_micros(1_000_000 / rate.max(1));
@@ -154,7 +171,8 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "{{\"typists\":{typists},\"observers\":{observers},\"rate\":{rate},\"keystrokes\":{},\"changes\":{},\"multi_key_changes\":{composed},\"incomplete\":{incomplete},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
+        "{{\"tls\":{},\"typists\":{typists},\"observers\":{observers},\"rate\":{rate},\"keystrokes\":{},\"changes\":{},\"multi_key_changes\":{composed},\"incomplete\":{incomplete},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
+        !args.tls.no_tls,
         lat.len(),
         sent.len(),
         pct(0.5),
