@@ -31,8 +31,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$OUT"; }
 trap cleanup EXIT
 
-echo "building release binaries and examples..." >&2
-nice -n 19 cargo build --release --locked -p editor --bins --examples >&2
+if [ "${BUILD:-1}" = 1 ]; then # BUILD=0: use what is already built
+  echo "building release binaries and examples..." >&2
+  nice -n 19 cargo build --release --locked -p editor --bins --examples >&2
+fi
 SERVER="$TARGET/release/editor-server"
 EX="$TARGET/release/examples"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

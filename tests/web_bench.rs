@@ -86,9 +86,16 @@ fn start_server(root: &TempRoot) -> (Proc, u16) {
         .unwrap_or_else(|_| e2e::bin_path("editor-server"));
     let mut cmd = Command::new(path);
     // Plaintext: the browser opens http:// and the terminal clients here speak no TLS.
-    cmd.args(["--port", "0", "--bind", "127.0.0.1", "--no-tls", "--data-dir"])
-        .arg(&root.0)
-        .env("RUST_LOG", "warn,editor=info");
+    cmd.args([
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--no-tls",
+        "--data-dir",
+    ])
+    .arg(&root.0)
+    .env("RUST_LOG", "warn,editor=info");
     let server = Proc::spawn("editor-server", cmd);
     let port = server.listening_port();
     (server, port)
@@ -165,7 +172,10 @@ async fn web_editor_open_time_and_keystroke_latency() {
     }
     breakdown.insert("bundle_bytes".into(), phases[0]["bundle_bytes"].clone());
     breakdown.insert("bundle_encoded".into(), phases[0]["bundle_encoded"].clone());
-    println!("open phases, medians in ms after the first byte: {}", Value::Object(breakdown.clone()));
+    println!(
+        "open phases, medians in ms after the first byte: {}",
+        Value::Object(breakdown.clone())
+    );
 
     // 2. Ten windows on one document.
     let browser = Browser::open(&driver).await;

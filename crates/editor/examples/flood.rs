@@ -101,7 +101,12 @@ fn frame(conn: &Conn, msg: &ClientMsg) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Connects and sends a Join; with `read_snapshot`, waits for the document to arrive.
-async fn join(target: &Target, doc: &str, read_snapshot: bool, c: &Counters) -> anyhow::Result<Conn> {
+async fn join(
+    target: &Target,
+    doc: &str,
+    read_snapshot: bool,
+    c: &Counters,
+) -> anyhow::Result<Conn> {
     let mut conn = target.connect().await?;
     c.connects.fetch_add(1, Relaxed);
     conn.send(&join_msg(doc)).await?;
@@ -153,7 +158,9 @@ async fn partial(target: Target, doc: String, announced: usize, c: Arc<Counters>
             continue;
         };
         let stream = conn.stream_mut();
-        let Ok(len) = u32::try_from(announced) else { return };
+        let Ok(len) = u32::try_from(announced) else {
+            return;
+        };
         let mut ok = stream.write_all(&len.to_be_bytes()).await.is_ok();
         let mut left = announced.saturating_sub(1);
         while ok && left > 0 {
@@ -185,7 +192,10 @@ async fn fill(target: &Target, doc: &str, bytes: usize) -> anyhow::Result<()> {
             }
             continue;
         }
-        let msg = conn.recv().await?.ok_or_else(|| anyhow::anyhow!("closed"))?;
+        let msg = conn
+            .recv()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
         for e in sync.receive(msg)? {
             match e {
                 Event::Send(m) => conn.send(&m).await?,
@@ -250,7 +260,12 @@ async fn main() -> anyhow::Result<()> {
         } => {
             for i in 0..connections {
                 let (target, c) = (target.clone(), counters.clone());
-                tokio::spawn(partial(target, format!("partial-{run}-{}", i % 10), frame_bytes, c));
+                tokio::spawn(partial(
+                    target,
+                    format!("partial-{run}-{}", i % 10),
+                    frame_bytes,
+                    c,
+                ));
             }
             let _ = ready_tx.try_send(());
             "partial"
