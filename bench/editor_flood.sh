@@ -49,7 +49,7 @@ start_server() {
   SPID=$!
   PIDS+=("$SPID")
   for _ in $(seq 100); do
-    PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$OUT/$1/server.log" | cut -d: -f2 || true)
+    PORT=$(grep -so 'listening on 127.0.0.1:[0-9]*' "$OUT/$1/server.log" | cut -d: -f2 || true)
     [ -n "$PORT" ] && break
     sleep 0.1
   done
