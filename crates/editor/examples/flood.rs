@@ -1,7 +1,8 @@
 //! Hostile clients for issue 14's benchmark (bench/editor_flood.sh): each attack runs
 //! until stdin closes, printing `ready` once its first round is in place and a JSON line
-//! of what it did at the end. Reconnects whenever the server closes it, as an attacker
-//! would, so the attack lasts as long as the measurement.
+//! of what it did at the end. Reconnects whenever the server closes it, as a persistent
+//! attacker would, so the attack lasts as long as the measurement; with `--once`, every
+//! connection makes its attack once and then only holds on (issue 14's description).
 //!
 //! ```text
 //! flood --port P presence  [--connections 50] [--mb-per-sec 25]
@@ -40,6 +41,9 @@ struct Args {
     port: u16,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Attack once: no reconnecting after the server closes a connection, no new waves.
+    #[arg(long)]
+    once: bool,
     #[command(subcommand)]
     attack: Attack,
 }
@@ -122,7 +126,7 @@ async fn join(
 }
 
 /// One presence flooder, reconnecting whenever the server gives up on it.
-async fn presence(target: Target, doc: String, bytes_per_sec: f64, c: Arc<Counters>) {
+async fn presence(target: Target, doc: String, bytes_per_sec: f64, once: bool, c: Arc<Counters>) {
     loop {
         let Ok(mut conn) = join(&target, &doc, true, &c).await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -146,11 +150,14 @@ async fn presence(target: Target, doc: String, bytes_per_sec: f64, c: Arc<Counte
             c.bytes.fetch_add(burst.len() as u64, Relaxed);
         }
         c.closed_by_server.fetch_add(1, Relaxed);
+        if once {
+            return;
+        }
     }
 }
 
 /// One partial-frame holder: announce, send all but the last byte, wait to be closed.
-async fn partial(target: Target, doc: String, announced: usize, c: Arc<Counters>) {
+async fn partial(target: Target, doc: String, announced: usize, once: bool, c: Arc<Counters>) {
     let chunk = vec![0u8; 64 * 1024];
     loop {
         let Ok(mut conn) = join(&target, &doc, false, &c).await else {
@@ -175,6 +182,9 @@ async fn partial(target: Target, doc: String, announced: usize, c: Arc<Counters>
         let mut sink = vec![0u8; 64 * 1024];
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
         c.closed_by_server.fetch_add(1, Relaxed);
+        if once {
+            return;
+        }
     }
 }
 
@@ -214,7 +224,7 @@ async fn nonreaders(
     target: Target,
     doc: String,
     connections: usize,
-    wave: Duration,
+    wave: Option<Duration>,
     c: Arc<Counters>,
     ready: tokio::sync::mpsc::Sender<()>,
 ) {
@@ -229,6 +239,11 @@ async fn nonreaders(
             }
         }
         let _ = ready.try_send(());
+        let Some(wave) = wave else {
+            // Hold this one wave until the process ends.
+            std::future::pending::<()>().await;
+            return;
+        };
         tokio::time::sleep(wave).await;
         drop(held);
     }
@@ -249,7 +264,13 @@ async fn main() -> anyhow::Result<()> {
             let each = mb_per_sec * 1e6 / connections.max(1) as f64;
             for i in 0..connections {
                 let (target, c) = (target.clone(), counters.clone());
-                tokio::spawn(presence(target, format!("flood-{run}-{i}"), each, c));
+                tokio::spawn(presence(
+                    target,
+                    format!("flood-{run}-{i}"),
+                    each,
+                    args.once,
+                    c,
+                ));
             }
             let _ = ready_tx.try_send(());
             "presence"
@@ -264,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
                     target,
                     format!("partial-{run}-{}", i % 10),
                     frame_bytes,
+                    args.once,
                     c,
                 ));
             }
@@ -277,7 +299,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let doc = format!("big-{run}");
             fill(&target, &doc, doc_bytes).await?;
-            let wave = Duration::from_secs(wave_secs);
+            let wave = (!args.once).then(|| Duration::from_secs(wave_secs));
             tokio::spawn(nonreaders(
                 target.clone(),
                 doc,

@@ -46,8 +46,29 @@ struct Args {
     /// How long the typists type.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Also report the keystrokes typed between FROM and TO seconds after typing began
+    /// (repeatable), e.g. a quiet part and a part under load in one run.
+    #[arg(long, value_name = "FROM-TO", value_parser = parse_window)]
+    window: Vec<(f64, f64)>,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+fn parse_window(s: &str) -> Result<(f64, f64), String> {
+    let (from, to) = s.split_once('-').ok_or("expected FROM-TO, e.g. 0-20")?;
+    let parse = |v: &str| v.trim().parse::<f64>().map_err(|e| format!("{v}: {e}"));
+    Ok((parse(from)?, parse(to)?))
+}
+
+/// p50, p99 and max of sorted latencies.
+fn percentiles(sorted: &[f64]) -> (f64, f64, f64) {
+    let pct = |p: f64| {
+        sorted
+            .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (pct(0.5), pct(0.99), pct(1.0))
 }
 
 async fn join(target: &Target, doc: &str, name: &str) -> anyhow::Result<(Conn, SyncClient)> {
@@ -147,37 +168,63 @@ async fn main() -> anyhow::Result<()> {
             Ok::<_, anyhow::Error>(())
         }));
     }
+    eprintln!("typing");
+    // A client the server disconnects (under attack, say) is counted, not fatal: the
+    // keystrokes it did not deliver count as incomplete.
+    let mut failed = 0;
     for t in tasks {
-        t.await??;
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("a client failed: {e}");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("a client failed: {e}");
+            }
+        }
     }
+    let typing_start = typing_end - Duration::from_secs(seconds);
     let sent = sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let mut lat: Vec<f64> = Vec::new();
-    let mut incomplete = 0;
+    // Every keystroke: when it was typed (s after typing began), its latency if every
+    // observer got it.
+    let mut all: Vec<(f64, Option<f64>)> = Vec::new();
     let mut composed = 0;
     for (k, typed) in sent.iter() {
         composed += usize::from(typed.len() > 1);
-        match seen.get(k) {
-            Some((t1, n)) if *n == observers => {
-                lat.extend(typed.iter().map(|t0| (*t1 - *t0).as_secs_f64() * 1e3))
-            }
-            _ => incomplete += typed.len(),
+        let arrived = seen
+            .get(k)
+            .filter(|(_, n)| *n == observers)
+            .map(|(t1, _)| *t1);
+        for t0 in typed {
+            let at = t0.saturating_duration_since(typing_start).as_secs_f64();
+            all.push((at, arrived.map(|t1| (t1 - *t0).as_secs_f64() * 1e3)));
         }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
+    let summary = |from: f64, to: f64| {
+        let part = all.iter().filter(|(at, _)| *at >= from && *at < to);
+        let mut lat: Vec<f64> = part.clone().filter_map(|(_, l)| *l).collect();
+        let incomplete = part.filter(|(_, l)| l.is_none()).count();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let (p50, p99, max) = percentiles(&lat);
+        format!(
+            "\"keystrokes\":{},\"incomplete\":{incomplete},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"max_ms\":{max:.2}",
+            lat.len()
+        )
     };
+    let windows: Vec<String> = args
+        .window
+        .iter()
+        .map(|(from, to)| format!("{{\"from\":{from},\"to\":{to},{}}}", summary(*from, *to)))
+        .collect();
     println!(
-        "{{\"tls\":{},\"typists\":{typists},\"observers\":{observers},\"rate\":{rate},\"keystrokes\":{},\"changes\":{},\"multi_key_changes\":{composed},\"incomplete\":{incomplete},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
+        "{{\"tls\":{},\"typists\":{typists},\"observers\":{observers},\"rate\":{rate},{},\"changes\":{},\"multi_key_changes\":{composed},\"failed_clients\":{failed},\"windows\":[{}]}}",
         !args.tls.no_tls,
-        lat.len(),
+        summary(f64::NEG_INFINITY, f64::INFINITY),
         sent.len(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
+        windows.join(",")
     );
     Ok(())
 }
