@@ -374,6 +374,54 @@ fn a_token_revoked_or_expiring_during_a_session_ends_it_with_the_reason() {
     );
 }
 
+#[test]
+fn the_journal_names_the_token_that_made_each_change_never_the_token() {
+    let dir = TempDir::new("journal");
+    let (data, config) = (dir.0.join("data"), dir.0.join("cfg"));
+    let srv = server(&data, 0, &["--no-tls"]);
+    let port = srv.listening_port();
+    let rw = mint(&data, &["--doc", "audit", "--read-write"]);
+    let id = last_token_id(&data);
+    let args = ["--no-tls", "--doc", "audit", "--token", rw.as_str()];
+    let out = client(&config, port, &args, "with a token\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A loopback client without a token: its change is recorded with no token id.
+    let out = client(&config, port, &["--no-tls", "--doc", "audit"], "without\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = std::fs::read(data.join("audit.journal")).unwrap();
+    let count = |needle: &[u8]| {
+        journal
+            .windows(needle.len())
+            .filter(|w| *w == needle)
+            .count()
+    };
+    assert_eq!(
+        count(id.as_bytes()),
+        1,
+        "the token id is recorded once, with its change"
+    );
+    assert_eq!(
+        count(rw.as_bytes()),
+        0,
+        "the token itself is in the journal"
+    );
+    // The id is there with the first change and the journal still loads: a restarted
+    // server serves both changes.
+    drop(srv);
+    let srv = server(&data, 0, &["--no-tls"]);
+    let port = srv.listening_port();
+    let out = client(
+        &config,
+        port,
+        &["--no-tls", "--doc", "audit", "--print"],
+        "",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "with a token\nwithout\n"
+    );
+}
+
 /// A test certificate authority: its certificate (PEM) and a signer of server certificates.
 struct TestCa {
     cert: rcgen::Certificate,

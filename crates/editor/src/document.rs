@@ -9,6 +9,7 @@
 //! Pure: no I/O. Durability is [`storage`](crate::storage)'s job, the network the server's.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use ropey::Rope;
 
@@ -25,6 +26,9 @@ pub struct Committed {
     pub author: u64,
     pub seq: u64,
     pub op: TextOperation,
+    /// The id of the access token the change was made with (never the token), for the
+    /// journal's record of who changed what; `None` for a loopback client without one.
+    pub token: Option<Arc<str>>,
 }
 
 impl Committed {
@@ -206,6 +210,20 @@ impl Document {
         base_revision: u64,
         op: TextOperation,
     ) -> Result<Outcome<'_>, ChangeError> {
+        self.receive_with_token(key, author, None, seq, base_revision, op)
+    }
+
+    /// [`receive`](Self::receive) for a client that joined with the access token `token`
+    /// (its id), which the committed change keeps.
+    pub fn receive_with_token(
+        &mut self,
+        key: u64,
+        author: u64,
+        token: Option<Arc<str>>,
+        seq: u64,
+        base_revision: u64,
+        op: TextOperation,
+    ) -> Result<Outcome<'_>, ChangeError> {
         if let Some(&(last, revision)) = self.last_seq.get(&key) {
             if seq == last {
                 return Ok(Outcome::Duplicate { revision });
@@ -263,6 +281,7 @@ impl Document {
             author,
             seq,
             op,
+            token,
         };
         self.note_seq(&committed);
         self.push_history(committed);

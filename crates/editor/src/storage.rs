@@ -71,6 +71,15 @@ enum Record {
         seq: u64,
         op: TextOperation,
     },
+    /// A change made with an access token: its id (never the token). A variant of its
+    /// own, added last, so journals written before it still decode.
+    ChangeBy {
+        revision: u64,
+        key: u64,
+        seq: u64,
+        op: TextOperation,
+        token: String,
+    },
 }
 
 /// [`Record`] as written: borrows the operation instead of cloning it (same serde layout).
@@ -88,6 +97,13 @@ enum RecordOut<'a> {
         key: u64,
         seq: u64,
         op: &'a TextOperation,
+    },
+    ChangeBy {
+        revision: u64,
+        key: u64,
+        seq: u64,
+        op: &'a TextOperation,
+        token: &'a str,
     },
 }
 
@@ -452,15 +468,28 @@ pub fn journal_tail<'a>(history: impl DoubleEndedIterator<Item = &'a Committed>)
 
 /// Appends the journal record of one committed change to `buf`.
 pub fn encode_change(buf: &mut Vec<u8>, c: &Committed) {
-    encode_record(
-        buf,
-        &RecordOut::Change {
-            revision: c.revision,
-            key: c.key,
-            seq: c.seq,
-            op: &c.op,
-        },
-    );
+    let (revision, key, seq, op) = (c.revision, c.key, c.seq, &c.op);
+    match c.token.as_deref() {
+        Some(token) => encode_record(
+            buf,
+            &RecordOut::ChangeBy {
+                revision,
+                key,
+                seq,
+                op,
+                token,
+            },
+        ),
+        None => encode_record(
+            buf,
+            &RecordOut::Change {
+                revision,
+                key,
+                seq,
+                op,
+            },
+        ),
+    }
 }
 
 fn encode_record<R: Serialize>(buf: &mut Vec<u8>, record: &R) {
@@ -536,6 +565,24 @@ fn read_journal(path: &Path) -> Result<JournalContents, StorageError> {
                     author: author_id(key),
                     seq,
                     op,
+                    token: None,
+                },
+            )),
+            Record::ChangeBy {
+                revision,
+                key,
+                seq,
+                op,
+                token,
+            } if header.is_some() => records.push((
+                Offset(pos as u64),
+                Committed {
+                    revision,
+                    key,
+                    author: author_id(key),
+                    seq,
+                    op,
+                    token: Some(token.into()),
                 },
             )),
             _ => break,

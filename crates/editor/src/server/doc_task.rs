@@ -55,6 +55,8 @@ pub struct JoinRequest {
     pub addr: SocketAddr,
     pub key: u64,
     pub name: String,
+    /// The id of the access token the session joined with, recorded with its changes.
+    pub token_id: Option<Arc<str>>,
     pub known_revision: Option<Known>,
     pub out: OutQueue,
     pub kick: Kick,
@@ -85,6 +87,7 @@ struct Member {
     key: u64,
     id: u64,
     name: String,
+    token_id: Option<Arc<str>>,
     out: OutQueue,
     kick: Option<Kick>,
     selection: Option<Selection>,
@@ -288,8 +291,11 @@ impl DocState {
         let Some(member) = self.members.get(&session) else {
             return;
         };
-        let (key, id) = (member.key, member.id);
-        match self.doc.receive(key, id, seq, base_revision, op) {
+        let (key, id, token) = (member.key, member.id, member.token_id.clone());
+        match self
+            .doc
+            .receive_with_token(key, id, token, seq, base_revision, op)
+        {
             Ok(Outcome::Applied(committed)) => {
                 tracing::info!(
                     "{} r{} {}",
@@ -439,6 +445,7 @@ impl DocState {
             key: req.key,
             id,
             name: req.name.clone(),
+            token_id: req.token_id.clone(),
             out: req.out,
             kick: Some(req.kick),
             selection: None,
@@ -770,6 +777,7 @@ mod tests {
             key: 1,
             id: 1,
             name: "slow".into(),
+            token_id: None,
             out,
             kick: None,
             selection: None,

@@ -199,6 +199,7 @@ pub async fn serve(
     }
 
     let read_only = grant.read_only;
+    let token_id: Option<Arc<str>> = grant.claims.as_ref().map(|c| c.id.as_str().into());
 
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let load_guard = shares.register(session);
@@ -213,6 +214,7 @@ pub async fn serve(
             addr,
             key,
             name: name.clone(),
+            token_id: token_id.clone(),
             known_revision,
             out: out_tx,
             kick: kick_tx,
