@@ -32,9 +32,51 @@ pub enum Role {
 
 /// A completed handshake: the transport keys and the peer's proven public key.
 pub struct Session {
+    /// Seals what this end sends (snow).
     pub(super) transport: StatelessTransportState,
+    /// Opens what this end receives, in place (see [`OpenKey`]).
+    pub(super) open: OpenKey,
     pub(super) remote: PublicKey,
     pub(super) peer: SocketAddr,
+}
+
+/// The receiving direction's transport key, for ring's AES-256-GCM directly: snow's
+/// `read_message` opens only into a second buffer (copying the ciphertext there first),
+/// while [`open`](Self::open) decrypts where the ciphertext lies. Same cipher, same key
+/// (the handshake's split), same Noise nonce (32 zero bits, then the 64-bit message counter
+/// big-endian) and empty associated data as snow's AESGCM, so the wire format is unchanged.
+/// (Boxed: ring's key schedule is several hundred bytes, and readers are moved around.)
+pub(super) struct OpenKey(Box<ring::aead::LessSafeKey>);
+
+impl OpenKey {
+    /// The key for messages the peer sends: the split's first key if the peer initiated,
+    /// the second if we did (Noise: the initiator sends with the first).
+    fn from_split(state: &mut HandshakeState) -> Option<OpenKey> {
+        let (initiator_sends, responder_sends) = state.dangerously_get_raw_split();
+        let key = if state.is_initiator() {
+            responder_sends
+        } else {
+            initiator_sends
+        };
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &key).ok()?;
+        Some(OpenKey(Box::new(ring::aead::LessSafeKey::new(unbound))))
+    }
+
+    /// Opens message number `nonce` in place; returns the plaintext's length (the
+    /// message's minus the tag), or None if it does not authenticate under this nonce.
+    pub(super) fn open(&self, nonce: u64, message: &mut [u8]) -> Option<usize> {
+        // 2^64 - 1 is reserved (Noise 5.1); a stream never gets that far, but refuse it.
+        if nonce == u64::MAX {
+            return None;
+        }
+        let mut bytes = [0u8; ring::aead::NONCE_LEN];
+        bytes[4..].copy_from_slice(&nonce.to_be_bytes());
+        let nonce = ring::aead::Nonce::assume_unique_for_key(bytes);
+        self.0
+            .open_in_place(nonce, ring::aead::Aad::empty(), message)
+            .ok()
+            .map(|plain| plain.len())
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -97,11 +139,13 @@ where
         }
     }
     let remote = remote_key(&state).ok_or_else(|| fail("the peer proved no static key"))?;
+    let open = OpenKey::from_split(&mut state).ok_or_else(|| fail("no transport key"))?;
     let transport = state
         .into_stateless_transport_mode()
         .map_err(|e| fail(&e.to_string()))?;
     Ok(Session {
         transport,
+        open,
         remote,
         peer,
     })

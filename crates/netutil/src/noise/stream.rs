@@ -6,24 +6,27 @@
 //! nonce of its direction: a message dropped, replayed, reordered or with one bit flipped
 //! fails to open, the read returns `InvalidData`, and the caller closes the link.
 //!
-//! The two directions share nothing but the session keys (snow's stateless transport
-//! state with each half counting its own nonces), so [`NoiseStream::into_halves`] gives a
-//! reader and a writer that run in different tasks without a lock.
+//! The two directions share nothing: the writer owns snow's stateless transport state, the
+//! reader the receiving key, each counting its own nonces, so [`NoiseStream::into_halves`]
+//! gives a reader and a writer that run in different tasks without a lock.
 //!
 //! Copies: a write is sealed straight from the caller's buffer into the output buffer
 //! (small writes are gathered first, so a 4-byte header does not become a message of its
-//! own); a read opens straight into the caller's buffer when it has room for the message.
+//! own); a read decrypts each message where the socket put it, in the read buffer, and
+//! copies the plaintext once into the caller's buffer (snow's own `read_message` would copy
+//! the ciphertext into the caller's buffer, after zeroing it, and decrypt there: two more
+//! passes over every byte received). Sealing is snow's; opening is ring's AES-GCM with the
+//! same key and nonce (see [`OpenKey`](super::handshake::OpenKey)).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use snow::StatelessTransportState;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::handshake::Session;
+use super::handshake::{OpenKey, Session};
 use super::keys::PublicKey;
 
 /// Largest Noise message, length prefix excluded.
@@ -59,20 +62,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> NoiseStream<R, W> {
     pub fn new(session: Session, read: R, write: W) -> Self {
         let Session {
             transport,
+            open,
             remote,
             peer,
         } = session;
-        let keys = Arc::new(transport);
         NoiseStream {
             reader: NoiseReader {
                 inner: read,
-                keys: keys.clone(),
+                open,
                 nonce: 0,
                 buf: Vec::new(),
                 start: 0,
                 end: 0,
-                plain: Vec::new(),
                 plain_start: 0,
+                plain_end: 0,
                 eof: false,
                 failed: false,
                 peer,
@@ -80,7 +83,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> NoiseStream<R, W> {
             },
             writer: NoiseWriter {
                 inner: write,
-                keys,
+                keys: transport,
                 nonce: 0,
                 staged: Vec::new(),
                 buf: Vec::new(),
@@ -111,15 +114,16 @@ impl<R, W> NoiseStream<R, W> {
 /// The reading half: opens messages in order.
 pub struct NoiseReader<R> {
     inner: R,
-    keys: Arc<StatelessTransportState>,
+    open: OpenKey,
     nonce: u64,
     /// Ciphertext read from `inner`; `buf[start..end]` is not yet opened.
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// An opened message the caller had no room for; `plain[plain_start..]` is unread.
-    plain: Vec<u8>,
+    /// Plaintext of the last message opened (in place, before `start`) not yet handed to
+    /// the caller: `buf[plain_start..plain_end]`.
     plain_start: usize,
+    plain_end: usize,
     eof: bool,
     /// A message failed to open: the stream is dead, every later read fails too.
     failed: bool,
@@ -130,7 +134,7 @@ pub struct NoiseReader<R> {
 /// The writing half: seals messages in order.
 pub struct NoiseWriter<W> {
     inner: W,
-    keys: Arc<StatelessTransportState>,
+    keys: StatelessTransportState,
     nonce: u64,
     /// Small writes gathered into one message.
     staged: Vec<u8>,
@@ -157,21 +161,24 @@ impl<R> NoiseReader<R> {
         Ok(Some((self.start + 2, self.start + 2 + len)))
     }
 
-    /// Opens `buf[from..to]` into `out` under the next nonce.
-    fn open(&mut self, from: usize, to: usize, out: &mut [u8]) -> io::Result<usize> {
-        let opened = self
-            .keys
-            .read_message(self.nonce, &self.buf[from..to], out)
-            .map_err(|_| {
-                self.failed = true;
-                invalid("a message failed authentication (tampered, replayed or reordered)")
-            })?;
+    /// Opens `buf[from..to]` in place under the next nonce: its plaintext becomes the
+    /// pending `buf[plain_start..plain_end]`.
+    fn open(&mut self, from: usize, to: usize) -> io::Result<()> {
+        let Some(opened) = self.open.open(self.nonce, &mut self.buf[from..to]) else {
+            self.failed = true;
+            return Err(invalid(
+                "a message failed authentication (tampered, replayed or reordered)",
+            ));
+        };
         self.nonce += 1;
         self.start = to;
-        Ok(opened)
+        self.plain_start = from;
+        self.plain_end = from + opened;
+        Ok(())
     }
 
-    /// Makes room at the end of the buffer for at least one whole message.
+    /// Makes room at the end of the buffer for at least one whole message. Only called
+    /// once the pending plaintext is consumed (compacting moves what lies before `start`).
     fn make_room(&mut self) {
         if self.buf.is_empty() {
             self.buf = vec![0u8; BUFFER];
@@ -198,9 +205,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for NoiseReader<R> {
             return Poll::Ready(Err(invalid("the stream failed authentication earlier")));
         }
         loop {
-            if this.plain_start < this.plain.len() {
-                let n = out.remaining().min(this.plain.len() - this.plain_start);
-                out.put_slice(&this.plain[this.plain_start..this.plain_start + n]);
+            if this.plain_start < this.plain_end {
+                let n = out.remaining().min(this.plain_end - this.plain_start);
+                out.put_slice(&this.buf[this.plain_start..this.plain_start + n]);
                 this.plain_start += n;
                 return Poll::Ready(Ok(()));
             }
@@ -209,22 +216,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for NoiseReader<R> {
             }
             let next = this.next_message().inspect_err(|_| this.failed = true)?;
             if let Some((from, to)) = next {
-                // snow opens in place in the output, which must hold the tag too (it
-                // allocates a copy otherwise).
-                let len = to - from;
-                if out.remaining() >= len {
-                    let opened = this.open(from, to, out.initialize_unfilled_to(len))?;
-                    out.advance(opened);
-                } else {
-                    let mut plain = std::mem::take(&mut this.plain);
-                    plain.resize(len, 0);
-                    let opened = this.open(from, to, &mut plain)?;
-                    plain.truncate(opened);
-                    this.plain = plain;
-                    this.plain_start = 0;
-                    continue;
-                }
-                return Poll::Ready(Ok(()));
+                // An empty message (a tag alone) opens to nothing: go on to the next one
+                // rather than return a read of 0 bytes, which would mean the end.
+                this.open(from, to)?;
+                continue;
             }
             if this.eof {
                 return Poll::Ready(if this.start == this.end {
@@ -417,5 +412,95 @@ where
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         Some(self.reader.peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::handshake::{handshake, Role, Session};
+    use super::super::keys::SecretKey;
+    use super::*;
+
+    async fn sessions() -> (Session, Session) {
+        let (a, b) = (
+            SecretKey::generate().unwrap(),
+            SecretKey::generate().unwrap(),
+        );
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let (mut x, mut y) = tokio::io::duplex(4096);
+        let dial = tokio::spawn(async move {
+            let role = Role::Initiator { expect: None };
+            handshake(&mut x, role, &a, b"wire test", peer).await
+        });
+        let accepted = handshake(&mut y, Role::Responder, &b, b"wire test", peer)
+            .await
+            .unwrap();
+        (dial.await.unwrap().unwrap(), accepted)
+    }
+
+    fn payloads() -> Vec<Vec<u8>> {
+        [1, 1000, MAX_PAYLOAD, 3 * MAX_PAYLOAD + 17]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|b| (b * 7 + i) as u8).collect())
+            .collect()
+    }
+
+    /// The wire format is standard Noise transport messages: what snow itself seals, the
+    /// in-place reader opens, and what the writer sends, snow itself opens, message by
+    /// message with the same nonces (an initiator's stream against a responder's snow
+    /// state, and the reverse).
+    #[tokio::test]
+    async fn messages_are_snows_both_ways() {
+        for initiator_stream in [true, false] {
+            let (a, b) = sessions().await;
+            let (ours, theirs) = if initiator_stream { (a, b) } else { (b, a) };
+            let sent = payloads();
+            // Snow seals, the stream opens.
+            let mut wire = Vec::new();
+            let mut nonce = 0;
+            for payload in &sent {
+                for chunk in payload.chunks(MAX_PAYLOAD) {
+                    let mut message = vec![0u8; MAX_MESSAGE];
+                    let len = theirs
+                        .transport
+                        .write_message(nonce, chunk, &mut message)
+                        .unwrap();
+                    nonce += 1;
+                    wire.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+                    wire.extend_from_slice(&message[..len]);
+                }
+            }
+            let mut stream = NoiseStream::new(ours, &wire[..], Vec::new());
+            let mut opened = Vec::new();
+            stream.read_to_end(&mut opened).await.unwrap();
+            assert_eq!(opened, sent.concat());
+            // The stream seals, snow opens.
+            for payload in &sent {
+                stream.write_all(payload).await.unwrap();
+                stream.flush().await.unwrap();
+            }
+            let (_, writer) = stream.into_halves();
+            let wire = writer.into_inner();
+            let (mut rest, mut nonce, mut received) = (&wire[..], 0, Vec::new());
+            while !rest.is_empty() {
+                let len = 2 + usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                let mut plain = vec![0u8; MAX_MESSAGE];
+                let n = theirs
+                    .transport
+                    .read_message(nonce, &rest[2..len], &mut plain)
+                    .unwrap();
+                received.extend_from_slice(&plain[..n]);
+                nonce += 1;
+                rest = &rest[len..];
+            }
+            assert_eq!(received, sent.concat());
+        }
     }
 }
