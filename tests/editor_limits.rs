@@ -410,3 +410,138 @@ async fn a_thousand_connections_from_one_address_do_not_lock_out_another() {
     );
     drop((held, joined));
 }
+
+/// A browser's WebSocket after its handshake and JSON `Join`, to misbehave on.
+type RawWs = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+async fn ws_join(port: u16, document: &str) -> RawWs {
+    use futures_util::SinkExt;
+    let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
+        .await
+        .expect("websocket handshake");
+    let join = serde_json::json!({"join": {"document": document, "name": "mallory",
+                                           "key": random_key().to_string(), "known": null}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        join.to_string(),
+    ))
+    .await
+    .unwrap();
+    ws
+}
+
+/// Reads until the server closes the WebSocket; the reason of the last error it sent.
+async fn ws_until_closed(ws: &mut RawWs, timeout: Duration) -> Result<Option<String>, ()> {
+    use futures_util::StreamExt;
+    let deadline = Instant::now() + timeout;
+    let mut error = None;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err(()),
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
+                let msg: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                if let Some(reason) = msg["error"]["reason"].as_str() {
+                    error = Some(reason.to_owned());
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(_) => return Ok(error),
+        }
+    }
+}
+
+/// The WebSocket is charged and timed like the binary protocol: browsers' sockets that
+/// announce a large message and stall hold no more than the memory budget together, and
+/// each is closed once the frame deadline is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_websocket_frames_stay_under_the_budget_and_are_closed_after_the_deadline() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    raise_fd_limit(4096);
+    let dir = TempDir::new();
+    let budget_mib = 128;
+    let (server, port) = start_server(dir.path(), &["--max-memory", "128", "--frame-timeout", "3"]);
+    const ATTACKERS: usize = 48;
+    // Just under the WebSocket's message limit (the binary protocol's frame limit).
+    const ANNOUNCED: u64 = 8 * 1024 * 1024 - 64;
+    // Everyone joins first (a join is refused near the budget), the server's size is
+    // taken, then the attack starts.
+    let everyone_joined = Arc::new(tokio::sync::Barrier::new(ATTACKERS + 1));
+    let go = Arc::new(tokio::sync::Barrier::new(ATTACKERS + 1));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..ATTACKERS {
+        let (everyone_joined, go) = (everyone_joined.clone(), go.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ws = ws_join(port, &format!("wspartial{}", i % 10)).await;
+            everyone_joined.wait().await;
+            go.wait().await;
+            // A masked text frame announcing ANNOUNCED bytes, all of them but the last
+            // sent, then nothing.
+            let mut header = vec![0x81u8, 0x80 | 127];
+            header.extend_from_slice(&ANNOUNCED.to_be_bytes());
+            header.extend_from_slice(&[0x11, 0x22, 0x33, 0x44]);
+            let stream = ws.get_mut();
+            let mut sent = stream.write_all(&header).await.is_ok();
+            let chunk = vec![b'a'; 256 * 1024];
+            let mut left = ANNOUNCED as usize - 1;
+            while sent && left > 0 {
+                let n = left.min(chunk.len());
+                sent = stream.write_all(&chunk[..n]).await.is_ok();
+                left -= n;
+            }
+            let sent_at = started.elapsed();
+            let closed = ws_until_closed(&mut ws, Duration::from_secs(60)).await;
+            (left == 0, sent_at, closed, started.elapsed())
+        }));
+    }
+    everyone_joined.wait().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_mib = e2e::echo::vm_rss_kib(server.pid()) / 1024;
+    go.wait().await;
+    let (mut complete, mut by_deadline, mut over_budget) = (0, 0, 0);
+    for task in tasks {
+        let (sent_all, sent_at, closed, after) = task.await.unwrap();
+        let error = closed.expect("every stalled WebSocket is closed by the server");
+        complete += usize::from(sent_all);
+        match error.as_deref() {
+            Some(e) if e.contains("not completed within 3s") => {
+                by_deadline += 1;
+                assert!(
+                    after >= Duration::from_millis(2500),
+                    "closed early: {after:?}"
+                );
+                assert!(
+                    after < sent_at + Duration::from_secs(30),
+                    "closed {after:?}, long after the last byte at {sent_at:?}"
+                );
+            }
+            Some(e) if e.contains("memory budget") => over_budget += 1,
+            other => panic!("closed with {other:?}"),
+        }
+    }
+    let hwm = hwm_mib(server.pid());
+    eprintln!(
+        "{complete} WebSocket attackers sent 8 MiB less a byte, {by_deadline} closed by the \
+         deadline, {over_budget} over the budget; peak RSS {hwm} MiB, {before_mib} MiB before"
+    );
+    assert!(
+        by_deadline > 0,
+        "no partial message was held to the deadline"
+    );
+    assert!(over_budget > 0, "48 × 8 MiB fit a 128 MiB budget");
+    // The budget bounds what connections buffer; the server's own size (code, runtime,
+    // 49 joined sessions) comes on top of it, and a connection refused over the budget
+    // has read one buffer's worth (up to 128 KiB) past its charge: an eighth for those.
+    assert!(
+        hwm < before_mib + budget_mib + budget_mib / 8,
+        "peak RSS {hwm} MiB over the {budget_mib} MiB budget and the {before_mib} MiB the \
+         server had before the attack"
+    );
+    // The server still serves browsers and everyone else.
+    let mut ws = ws_join(port, "after").await;
+    let first = ws_until_closed(&mut ws, Duration::from_secs(2)).await;
+    assert!(first.is_err(), "a new WebSocket was closed: {first:?}");
+    let mut client = Client::join(port, "after", "alice").await;
+    client.insert(0, "still here").await;
+    assert!(client.settle(Duration::from_secs(20)).await);
+}

@@ -12,13 +12,15 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::web::metered::Metered;
 use super::web::wire::{self, WebClientMsg};
 use crate::protocol::{ClientMsg, ServerMsg};
 use crate::stream::Stream;
 use netutil::Connection;
 
-/// The browser's WebSocket, over the upgraded HTTP connection.
-pub type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+/// The browser's WebSocket, over the upgraded HTTP connection (its messages timed and
+/// charged to the memory budget by [`Metered`]).
+pub type WebSocket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
 
 /// One client's connection, whichever encoding it speaks. One per connection task, so the
 /// variants' sizes do not matter.
@@ -57,16 +59,65 @@ impl From<netutil::NetError> for LinkError {
 
 impl From<tungstenite::Error> for LinkError {
     fn from(e: tungstenite::Error) -> Self {
+        use std::io::ErrorKind;
         use tungstenite::Error as E;
-        let disconnect = matches!(
-            e,
-            E::ConnectionClosed | E::AlreadyClosed | E::Io(_) | E::Protocol(_)
-        );
+        let disconnect = match &e {
+            // A message over its deadline or the memory budget (`Metered`): the client is
+            // told why, as a binary client is.
+            E::Io(io) => !matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::OutOfMemory),
+            E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_) => true,
+            _ => false,
+        };
         LinkError {
             disconnect,
             message: format!("websocket: {e}"),
         }
     }
+}
+
+/// Why a browser's message is refused, in words: serde_json calls a lone surrogate
+/// escape (half an emoji, `\ud83d`) "unexpected end of hex escape".
+fn bad_json(text: &str, e: &serde_json::Error) -> String {
+    match lone_surrogate_escape(text) {
+        Some(escape) => format!(
+            "bad message: text with a lone UTF-16 surrogate ({escape}, half of a surrogate \
+             pair) is not Unicode; the document holds only Unicode text"
+        ),
+        None => format!("bad message: {e}"),
+    }
+}
+
+/// The first `\uXXXX` escape in JSON `text` that is a surrogate without its other half.
+fn lone_surrogate_escape(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| -> Option<u16> {
+        let hex = text.get(i + 2..i + 6)?;
+        (bytes.get(i + 1) == Some(&b'u'))
+            .then(|| u16::from_str_radix(hex, 16).ok())
+            .flatten()
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escape_at(i) {
+            Some(0xd800..=0xdbff) => {
+                let low = bytes.get(i + 6) == Some(&b'\\')
+                    && matches!(escape_at(i + 6), Some(0xdc00..=0xdfff));
+                if !low {
+                    return text.get(i..i + 6);
+                }
+                i += 12;
+            }
+            Some(0xdc00..=0xdfff) => return text.get(i..i + 6),
+            Some(_) => i += 6,
+            // `\\`, `\"`, `\n`...: the escaped character is skipped with it.
+            None => i += 2,
+        }
+    }
+    None
 }
 
 impl ClientLink {
@@ -82,7 +133,7 @@ impl ClientLink {
                     match frame? {
                         Message::Text(text) => {
                             let msg: WebClientMsg = serde_json::from_str(text.as_str())
-                                .map_err(|e| LinkError::malformed(format!("bad message: {e}")))?;
+                                .map_err(|e| LinkError::malformed(bad_json(text.as_str(), &e)))?;
                             return Ok(Some(msg.into_client_msg()));
                         }
                         Message::Binary(_) => return Err(LinkError::malformed(
@@ -147,5 +198,25 @@ impl ClientLink {
             };
             let _ = WebSocketStream::close(socket, Some(frame)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lone_surrogate_escape;
+
+    #[test]
+    fn lone_surrogate_escapes_are_found_and_pairs_and_escaped_backslashes_are_not() {
+        assert_eq!(
+            lone_surrogate_escape(r#"{"a":"x\ud83dy"}"#),
+            Some(r"\ud83d")
+        );
+        assert_eq!(lone_surrogate_escape(r#"{"a":"\uDE00"}"#), Some(r"\uDE00"));
+        assert_eq!(
+            lone_surrogate_escape(r#"{"a":"\ud83d\ude00 \u00e9"}"#),
+            None
+        );
+        assert_eq!(lone_surrogate_escape(r#"{"a":"\\ud83d"}"#), None);
+        assert_eq!(lone_surrogate_escape(r#"{"a":"\ud83d"#), Some(r"\ud83d"));
     }
 }

@@ -6,9 +6,12 @@
 //!
 //! HTTP/1.1 by hyper (server only, no HTTP/2): request heads are limited to
 //! [`MAX_HEAD_BYTES`] and must arrive within [`HEADER_TIMEOUT`]; bodies are never read;
-//! a connection that has not become a WebSocket is closed after [`HTTP_LIFETIME`].
+//! a connection that has not become a WebSocket is closed after [`HTTP_LIFETIME`]. On the
+//! WebSocket a message must complete within `--frame-timeout` and what it holds is charged
+//! to `--max-memory` ([`metered`]), as on the binary protocol.
 
 pub mod assets;
+pub mod metered;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -35,6 +38,7 @@ use super::registry::Registry;
 use super::session::{self, Admission};
 use crate::protocol::{validate_document_name, MAX_FRAME};
 use assets::Asset;
+use metered::Metered;
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -111,8 +115,13 @@ pub async fn serve(
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    // Timed and charged like a binary client's frames (see `metered`).
+    let io = Metered::new(
+        TokioIo::new(upgraded),
+        registry.config.frame_timeout,
+        &registry.shares.memory,
+    );
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     session::serve(ClientLink::Web(socket), addr, registry, token, admission).await;
 }
 
