@@ -47,8 +47,12 @@ impl Driver {
             let l = TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
+        // Its own process group, which the browsers it starts join: dropping the driver
+        // kills them all, even when a test failed before closing its windows.
+        use std::os::unix::process::CommandExt;
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -68,6 +72,13 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The whole group: chromedriver and every chromium process it started.
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group we created; no memory is involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -80,20 +91,31 @@ pub struct Browser {
 
 impl Browser {
     pub async fn open(driver: &Driver) -> Browser {
+        Self::open_with(driver, &[]).await
+    }
+
+    /// A window with extra chromium flags (e.g. `--ignore-certificate-errors` for a
+    /// server's self-signed certificate).
+    pub async fn open_with(driver: &Driver, extra_args: &[&str]) -> Browser {
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=900,600",
+            "--no-first-run",
+            "--disable-extensions",
+            // Windows not in front keep their timers and rendering (tests and benchmarks
+            // drive several at once).
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
+        ];
+        args.extend_from_slice(extra_args);
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": which(CHROMIUM),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=900,600",
-                         "--no-first-run", "--disable-extensions",
-                         // Windows not in front keep their timers and rendering (tests
-                         // and benchmarks drive several at once).
-                         "--disable-background-timer-throttling",
-                         "--disable-renderer-backgrounding",
-                         "--disable-backgrounding-occluded-windows"],
-            }),
+            json!({ "binary": which(CHROMIUM), "args": args }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
@@ -106,8 +128,13 @@ impl Browser {
     /// Opens `/d/DOC#name=NAME[&token=...]` and waits until the editor has joined.
     pub async fn open_document(&self, port: u16, fragment_and_doc: (&str, &str)) {
         let (doc, fragment) = fragment_and_doc;
-        let url = format!("http://127.0.0.1:{port}/d/{doc}#{fragment}");
-        self.client.goto(&url).await.expect("open the editor page");
+        self.open_url(&format!("http://127.0.0.1:{port}/d/{doc}#{fragment}"))
+            .await;
+    }
+
+    /// Opens an editor page's full URL (`https://...` too) and waits until it has joined.
+    pub async fn open_url(&self, url: &str) {
+        self.client.goto(url).await.expect("open the editor page");
         assert!(
             self.wait_js(
                 "return window.editor && window.editor.joined()",

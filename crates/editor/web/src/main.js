@@ -46,6 +46,33 @@ export function advance(doc, pos, n) {
   return pos;
 }
 
+// Half of a surrogate pair with no other half: not Unicode at all.
+const LONE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Changes that replace every lone surrogate around the ranges a transaction changed (in
+ * its new document) with U+FFFD, the way a UTF-8 encoder would. The server keeps Unicode
+ * text and cannot take one; refusing it would close the connection, and the page would
+ * reconnect and resend the same change for ever. One UTF-16 unit each way, so nothing
+ * else moves.
+ */
+export function loneSurrogateFixes(tr) {
+  const doc = tr.newDoc;
+  const fixes = [];
+  tr.changes.iterChangedRanges((_fromA, _toA, fromB, toB) => {
+    // Two units either side: a pair split by the change is seen whole.
+    const start = Math.max(fromB - 2, 0);
+    const text = doc.sliceString(start, Math.min(toB + 2, doc.length));
+    for (const m of text.matchAll(LONE)) {
+      const at = start + m.index;
+      if (at >= fromB - 1 && at <= toB && !fixes.some((f) => f.from === at)) {
+        fixes.push({ from: at, to: at + 1, insert: "\ufffd" });
+      }
+    }
+  });
+  return fixes;
+}
+
 /** Code points before UTF-16 offset pos of doc. */
 export function cpIndex(doc, pos) {
   return cpLen(doc.sliceString(0, pos));
@@ -171,7 +198,8 @@ const documentName = decodeURIComponent(location.pathname.replace(/^\/d\//, ""))
 const displayName =
   params.get("name") || localStorage.getItem("editor-name") || `browser-${Math.floor(Math.random() * 9000 + 1000)}`;
 // Keep the token out of the address bar (and so out of screenshots and shared links).
-if (params.has("token")) history.replaceState(null, "", location.pathname);
+// `window.`: `history` here is CodeMirror's undo history (imported above).
+if (params.has("token")) window.history.replaceState(null, "", location.pathname);
 
 const statusEl = document.getElementById("status");
 const peopleEl = document.getElementById("people");
@@ -389,6 +417,12 @@ const view = new EditorView({
       keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
       editable.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
       peersField,
+      // Local edits never put a lone surrogate into the text (see loneSurrogateFixes).
+      EditorState.transactionFilter.of((tr) => {
+        if (!tr.docChanged || tr.annotation(remote)) return tr;
+        const fixes = loneSurrogateFixes(tr);
+        return fixes.length === 0 ? tr : [tr, { changes: fixes, sequential: true }];
+      }),
       EditorView.updateListener.of((update) => {
         let moved = update.selectionSet;
         for (const tr of update.transactions) {
