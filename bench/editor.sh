@@ -33,7 +33,8 @@ TRACE=${TRACE:-bench/traces/automerge-paper.json.gz}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$OUT"; }
+# The raw results stay in $OUT if the report cannot be written.
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${DONE:-}" ] && rm -rf "$OUT"; }
 trap cleanup EXIT
 
 if [ "${BUILD:-1}" = 1 ]; then # BUILD=0: use what is already built
@@ -77,6 +78,10 @@ start_server() {
   esac
 }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# CPU seconds (user + system, all threads) a process has used: unlike elapsed times, a
+# figure the machine's load hardly changes.
+TICKS=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$TICKS" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
 echo "client-side cost (no network)..." >&2
 for _ in $(seq "$RUNS"); do "$EX/sync_cost" "$TRACE"; done >"$OUT/sync.jsonl"
@@ -109,6 +114,7 @@ for i in $(seq "$RUNS"); do
 done
 for v in "${VARIANTS[@]}"; do
   echo "$v $(status_kb "${VPID[$v]}" VmHWM)" >>"$OUT/replay_rss.txt"
+  echo "$v $(cpu_s "${VPID[$v]}")" >>"$OUT/replay_cpu.txt"
   kill "${VPID[$v]}"
 done
 
@@ -143,6 +149,7 @@ for i in $(seq "$LAT_RUNS"); do
     start_server "latency$i-$v" "$v"
     "$LATENCY" --port "$PORT" "${TLS_ARGS[@]}" --typists 20 --observers 200 --rate 10 --seconds 10 >>"$OUT/latency-$v.jsonl"
     echo "$v $(status_kb "$SPID" VmHWM)" >>"$OUT/latency_rss.txt"
+    echo "$v $(cpu_s "$SPID")" >>"$OUT/latency_cpu.txt"
     kill "$SPID"
   done
 done
@@ -209,15 +216,20 @@ rep_m = {v: med([x["elapsed_ms"] for x in rep[v]]) for v in variants}
 p99_m = {v: med([x["p99_ms"] for x in lat_v[v]]) for v in variants}
 lines.append(f"Same run, interleaved (each replay round and each latency round runs every variant once, in a rotating order; every variant has its own server): "
              f"the 16-observer replay ({runs} runs each) and the keystroke benchmark above ({len(lats)} runs of 10 s each, 20 typists x 10/s, 200 observers). "
-             "With TLS the clients pin the server's self-signed certificate by its fingerprint (`--trust-fingerprint`, taken from the server's log).\n")
-lines.append("| variant | replay, 16 observers: ms (median, min-max) | converged | server peak RSS | keystroke p50 ms (median, min-max) | keystroke p99 ms (median, min-max) | keystroke max ms (median) |")
-lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+             "With TLS the clients pin the server's self-signed certificate by its fingerprint (`--trust-fingerprint`, taken from the server's log). "
+             "Server CPU = user + system seconds of the server process (all threads, /proc/PID/stat): what the work costs, which the machine's load hardly changes, unlike the elapsed times.\n")
+rcpu = {l.split()[0]: float(l.split()[1]) / int(runs) for l in open(out / "replay_cpu.txt")}
+lcpu = {}
+for l in open(out / "latency_cpu.txt"):
+    lcpu.setdefault(l.split()[0], []).append(float(l.split()[1]))
+lines.append("| variant | replay, 16 observers: ms (median, min-max) | server CPU per replay | converged | server peak RSS | keystroke p50 ms (median, min-max) | keystroke p99 ms (median, min-max) | keystroke max ms (median) | server CPU per 10 s latency run (median) |")
+lines.append("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 mm = lambda xs: f"{med(xs):.1f} ({min(xs):.1f}-{max(xs):.1f})"
 for v in variants:
     el = [x["elapsed_ms"] for x in rep[v]]
     L = lat_v[v]
-    lines.append(f"| {vname[v]} | {med(el):.0f} ({min(el):.0f}-{max(el):.0f}) | {all(x['converged'] for x in rep[v])} | {int(rss[v])/1024:.1f} MiB | "
-                 f"{mm([x['p50_ms'] for x in L])} | {mm([x['p99_ms'] for x in L])} | {med([x['max_ms'] for x in L]):.1f} |")
+    lines.append(f"| {vname[v]} | {med(el):.0f} ({min(el):.0f}-{max(el):.0f}) | {rcpu[v]*1000:.0f} ms | {all(x['converged'] for x in rep[v])} | {int(rss[v])/1024:.1f} MiB | "
+                 f"{mm([x['p50_ms'] for x in L])} | {mm([x['p99_ms'] for x in L])} | {med([x['max_ms'] for x in L]):.1f} | {med(lcpu[v]):.2f} s |")
 lines.append("")
 tr, tl = rep_m["tls"] / rep_m["plain"], p99_m["tls"] / p99_m["plain"]
 goal = lambda ok: "**met**" if ok else "**not met**"
@@ -251,3 +263,4 @@ text = pat.sub(lambda _: section, text) if pat.search(text) else text.rstrip("\n
 path.write_text(text)
 print(section)
 PY
+DONE=1
