@@ -3,7 +3,9 @@
 //!
 //! `hold --port P --connections N [--doc NAME]`: N idle clients joined to one document.
 //! `hold --port P --documents M --size BYTES`: M documents of BYTES each, one client on each.
+//! The clients speak plain TCP, so the server runs with `--no-tls`.
 
+use clap::Parser;
 use editor::client::sync::{Event, SyncClient};
 use editor::protocol::{random_key, ClientMsg, ServerMsg, PROTOCOL};
 use netutil::Connection;
@@ -37,22 +39,41 @@ async fn step(conn: &mut Conn, sync: &mut SyncClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Load for editor-server memory measurements: opens idle clients and/or fills
+/// documents, prints `ready`, and holds everything open until stdin closes.
+#[derive(Parser, Debug)]
+#[command(
+    after_help = "The clients speak plain TCP: start the server with --no-tls.\n\n\
+Examples:\n  cargo run --release -p editor --example hold -- --port 8080 --connections 1000\n  \
+cargo run --release -p editor --example hold -- --port 8080 --documents 100 --size 1000000 --doc big"
+)]
+struct Args {
+    /// The editor-server's port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Idle clients joined to the document --doc.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
+    /// Documents to fill (named DOC-0, DOC-1, ...), one client on each.
+    #[arg(long, default_value_t = 0)]
+    documents: usize,
+    /// Bytes written into each of the --documents.
+    #[arg(long, default_value_t = 0)]
+    size: usize,
+    /// The document's name (the prefix of the names with --documents).
+    #[arg(long, default_value = "idle")]
+    doc: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (mut port, mut connections, mut documents, mut size) = (8080u16, 0usize, 0usize, 0usize);
-    let mut doc = "idle".to_owned();
-    while let Some(a) = args.next() {
-        let v = args.next().unwrap_or_default();
-        match a.as_str() {
-            "--port" => port = v.parse()?,
-            "--connections" => connections = v.parse()?,
-            "--documents" => documents = v.parse()?,
-            "--size" => size = v.parse()?,
-            "--doc" => doc = v,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
+    let Args {
+        port,
+        connections,
+        documents,
+        size,
+        doc,
+    } = Args::parse();
     let mut held = Vec::new();
     for _ in 0..connections {
         held.push(join(port, &doc).await?);

@@ -29,6 +29,10 @@ type Seen = Arc<Mutex<HashMap<(u64, u64), (Instant, usize)>>>;
 
 /// Keystroke latency through editor-server: typists type, observers time the arrivals.
 #[derive(Parser, Debug)]
+#[command(after_help = "Examples:
+  cargo run --release -p editor --example latency -- --port 8080 --trust-fingerprint SHA256:...
+  cargo run --release -p editor --example latency -- --port 8080 --no-tls --typists 5 --seconds 3
+  cargo run --release -p editor --example latency -- --port 8080 --window 0-5 --window 5-10")]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,

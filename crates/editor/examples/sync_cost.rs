@@ -5,15 +5,25 @@
 
 use std::time::Instant;
 
+use clap::Parser;
 use editor::client::sync::SyncClient;
 use editor::protocol::ServerMsg;
 use editor::trace::Trace;
 
+/// Cost of the client side alone, no network: a whole editing trace through
+/// `SyncClient::edit` while the first change stays unacknowledged, then composing the
+/// buffer. Prints one JSON line of milliseconds.
+#[derive(Parser, Debug)]
+#[command(after_help = "Example:\n  \
+cargo run --release -p editor --example sync_cost -- bench/traces/automerge-paper.json.gz")]
+struct Args {
+    /// An editing trace (JSON, optionally gzipped, as in bench/traces).
+    trace: std::path::PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("no trace given"))?;
-    let trace = Trace::load(path.as_ref())?;
+    let Args { trace: path } = Args::parse();
+    let trace = Trace::load(&path)?;
     let t = Instant::now();
     let rope = trace.apply_to_rope();
     let rope_ms = t.elapsed().as_secs_f64() * 1e3;
