@@ -1105,3 +1105,57 @@ fn a_udp_flood_from_one_address_does_not_starve_another() {
         "127.0.0.2 got {answered} of {PROBES} replies under the flood"
     );
 }
+
+/// Issue 16: a burst of connections from one address (`echo-client bench` opens all of its
+/// own at once) is not two lines per connection: the first few are logged, the rest at
+/// debug level, summed up in one line once the burst settles. Later, a lone client is
+/// worth a line again.
+#[test]
+fn a_burst_of_connections_is_summed_up_instead_of_logged_one_by_one() {
+    let (server, port) = start_server(&[]);
+    let mut burst: Vec<std::net::TcpStream> = (0..40).map(|_| connect(v4(port))).collect();
+    for stream in &mut burst {
+        assert_eq!(round_trip(stream, b"x"), b"x");
+    }
+    drop(burst);
+    let summary = server
+        .wait_for("connections from 127.0.0.1 in the last", LOG_WAIT)
+        .unwrap_or_else(|| panic!("no summary:\n{}", server.stderr_text()));
+    let count = |needle: &str| {
+        server
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let (connects, disconnects) = (count("New client connected"), count(" disconnected ("));
+    assert!(
+        (1..=10).contains(&connects) && connects == disconnects,
+        "{connects} connect and {disconnects} disconnect lines:\n{}",
+        server.stderr_text()
+    );
+    let quiet = 40 - connects;
+    assert!(
+        summary.contains(&format!(
+            "accepted {quiet} connections from 127.0.0.1 in the last "
+        )) && summary.contains(&format!(", {quiet} closed ({quiet} bytes echoed)"))
+            && summary.contains("each logged at debug level"),
+        "{summary}"
+    );
+    assert_eq!(count("connections from 127.0.0.1 in the last"), 1);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut lone = connect(v4(port));
+    let lone_port = lone.local_addr().unwrap().port();
+    assert_eq!(round_trip(&mut lone, b"y"), b"y");
+    assert!(
+        server
+            .wait_for(
+                &format!("New client connected: 127.0.0.1 port {lone_port}"),
+                LOG_WAIT
+            )
+            .is_some(),
+        "{}",
+        server.stderr_text()
+    );
+}

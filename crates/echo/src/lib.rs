@@ -5,6 +5,8 @@
 //!
 //! * [`server`]: the TCP side of `echo-server` (accept loop, connection limit, idle timeout,
 //!   one reused buffer per connection) and the process around it (signals, UDP, drain).
+//! * [`conn_log`]: connect lines at info for a few clients, at debug with a summary for
+//!   many at once.
 //! * [`udp`]: the UDP side of `echo-server`, with the reflection guards.
 //! * [`ratelimit`]: per-source token buckets in a bounded table (pure, no I/O).
 //! * [`target`]: how the client reaches a server: resolve, Happy Eyeballs, `Connected to`.
@@ -17,6 +19,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod conn_log;
 pub mod duration;
 pub mod error;
 pub mod ping;

@@ -15,6 +15,9 @@
 //! progress (no byte read or written) for the idle timeout is closed; while its source
 //! holds more than half its share, the shorter crowded idle timeout applies. Ctrl-C /
 //! SIGTERM stops accepting and closes every connection via [`netutil::Shutdown`].
+//!
+//! Connect and disconnect lines are logged at info for a few clients, and at debug with a
+//! summary line for many at once from one address (a bench): see [`crate::conn_log`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use netutil::{Listener, LogLimiter, Shutdown, SourceLimiter, LOG_INTERVAL};
 
+use crate::conn_log::{ConnectionLog, Level};
 use crate::udp::{self, UdpConfig};
 use crate::EchoError;
 
@@ -40,6 +44,8 @@ pub const MAX_BUFFER: usize = 64 * 1024;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often the summaries of connections logged at debug are looked at.
+const SUMMARY_TICK: Duration = Duration::from_millis(250);
 
 /// Everything `echo-server` is told on its command line.
 #[derive(Debug, Clone)]
@@ -131,6 +137,8 @@ async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &S
     let sources = SourceLimiter::new(config.max_connections_per_source);
     let refusals = LogLimiter::new(LOG_INTERVAL);
     let accept_errors = LogLimiter::new(LOG_INTERVAL);
+    let conn_log = Arc::new(ConnectionLog::new());
+    shutdown.spawn(log_summaries(conn_log.clone(), shutdown.token()));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -168,8 +176,11 @@ async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &S
                     crowded: config.crowded_idle_timeout,
                     sources: sources.clone(),
                 };
+                let level = conn_log.accepted(peer.ip(), Instant::now().into_std());
+                let conn_log = conn_log.clone();
                 shutdown.spawn(async move {
-                    serve_connection(stream, peer, idle, token).await;
+                    let bytes = serve_connection(stream, peer, idle, level, token).await;
+                    conn_log.closed(peer.ip(), level, bytes, Instant::now().into_std());
                     drop((permit, source));
                 });
             }
@@ -184,6 +195,20 @@ async fn accept_loop(mut listener: Listener, config: &ServerConfig, shutdown: &S
                     );
                 }
             }
+        }
+    }
+}
+
+/// Logs the summaries of connections logged at debug level as they fall due.
+async fn log_summaries(conn_log: Arc<ConnectionLog>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(SUMMARY_TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = token.cancelled() => return,
+        }
+        for line in conn_log.summaries(Instant::now().into_std()) {
+            tracing::info!("{line}");
         }
     }
 }
@@ -237,14 +262,32 @@ enum End {
     Shutdown,
 }
 
-/// Serves one client until it closes, fails, idles out or the server shuts down.
+/// Logs at info or debug, as [`ConnectionLog`] decided for the connection.
+macro_rules! log_at {
+    ($level:expr, $($arg:tt)+) => {
+        match $level {
+            Level::Info => tracing::info!($($arg)+),
+            Level::Debug => tracing::debug!($($arg)+),
+        }
+    };
+}
+
+/// Serves one client until it closes, fails, idles out or the server shuts down; returns
+/// the bytes echoed. Its connect and disconnect lines are logged at `level`; failures
+/// other than a disconnect are warnings whatever the level.
 pub async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     idle: IdlePolicy,
+    level: Level,
     token: CancellationToken,
-) {
-    tracing::info!("New client connected: {} port {}", peer.ip(), peer.port());
+) -> u64 {
+    log_at!(
+        level,
+        "New client connected: {} port {}",
+        peer.ip(),
+        peer.port()
+    );
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
@@ -261,20 +304,21 @@ pub async fn serve_connection(
         idle = watchdog(&idle, peer.ip(), &progress) => End::Idle(idle),
         _ = token.cancelled() => End::Shutdown,
     };
+    let bytes = progress.bytes.load(Ordering::Relaxed);
     let summary = format!(
-        "Client {} port {} disconnected ({} bytes echoed, {:.1} s)",
+        "Client {} port {} disconnected ({bytes} bytes echoed, {:.1} s)",
         peer.ip(),
         peer.port(),
-        progress.bytes.load(Ordering::Relaxed),
         progress.started.elapsed().as_secs_f64()
     );
     match end {
-        End::Closed => tracing::info!("{summary}"),
-        End::Failed(e) if crate::error::is_disconnect(&e) => tracing::info!("{summary}: {e}"),
+        End::Closed => log_at!(level, "{summary}"),
+        End::Failed(e) if crate::error::is_disconnect(&e) => log_at!(level, "{summary}: {e}"),
         End::Failed(e) => tracing::warn!("{summary}: {e}"),
-        End::Idle(idle) => tracing::info!("{summary}: idle for {idle:?}, closed"),
-        End::Shutdown => tracing::info!("{summary}: server shutting down"),
+        End::Idle(idle) => log_at!(level, "{summary}: idle for {idle:?}, closed"),
+        End::Shutdown => log_at!(level, "{summary}: server shutting down"),
     }
+    bytes
 }
 
 /// The hot path: socket -> one reused buffer -> socket.
