@@ -385,7 +385,7 @@ async fn full_screen_client_in_tmux() {
     let out = tmux.cmd(&["resize-window", "-t", "ed", "-x", "60", "-y", "12"]);
     assert!(out.status.success(), "{out:?}");
     tmux.wait_screen("the status line on row 12", |s| {
-        s.len() >= 12 && s[11].contains("carol (you)") && s[4].starts_with("new")
+        s.len() >= 12 && s[11].contains("Ctrl-Q quits") && s[4].starts_with("new")
     });
 
     // The server dies under the full-screen client: the status line says so, typing goes
@@ -452,4 +452,54 @@ async fn full_screen_client_in_tmux() {
             .await
     );
     assert_eq!(bob.text(), want);
+}
+
+/// Issue 16: at 60 columns the status line drops its least important parts (the revision,
+/// the names, the participant count) and keeps the cursor position and the quit hint; a
+/// line scrolled sideways shows `<` where text is hidden on the left and `>` where it goes
+/// on past the right edge, as nano does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(e2e_tmux), ignore = "needs tmux")]
+async fn a_narrow_terminal_keeps_the_cursor_position_and_marks_scrolled_lines() {
+    let dir = TempDir::new();
+    let (_server, port) = start_server(dir.path(), &[]);
+    let mut bob = Client::join(port, "narrow", "bob").await;
+    let long: String = "0123456789".repeat(10);
+    bob.insert(0, &format!("{long}\nshort\n")).await;
+    assert!(bob.settle(T).await);
+    let command = format!(
+        "{} 127.0.0.1 --no-tls --port {port} --doc narrow --name carol",
+        e2e::bin_path("editor-client").display()
+    );
+    let tmux = e2e::tmux::Tmux::start("editor-narrow", 60, 10, &command);
+    let status = |s: &[String]| s.get(9).cloned().unwrap_or_default();
+    let screen = tmux.wait_screen("the document, scrolled to the start", T, |s| {
+        s.len() >= 10 && s[0].ends_with('>') && status(s).contains("Ln 1, Col 1 ")
+    });
+    assert_eq!(screen[0], format!("{}>", &long[..59]));
+    assert_eq!(screen[1], "short");
+    let line = status(&screen);
+    assert!(line.trim_end().ends_with("Ctrl-Q quits"), "{line:?}");
+    assert!(
+        line.contains("narrow") && line.contains("connected"),
+        "{line:?}"
+    );
+
+    tmux.keys(&["End"]);
+    let screen = tmux.wait_screen("the long line scrolled to its end", T, |s| {
+        status(s).contains("Ln 1, Col 101 ")
+    });
+    assert_eq!(screen[0], format!("<{}", &long[42..]), "{screen:?}");
+    assert_eq!(screen[1], "<", "text hidden on the left: {screen:?}");
+    assert!(
+        status(&screen).trim_end().ends_with("Ctrl-Q quits"),
+        "{screen:?}"
+    );
+
+    tmux.keys(&["C-q"]);
+    let deadline = Instant::now() + T;
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "Ctrl-Q did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

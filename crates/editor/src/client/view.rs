@@ -418,12 +418,26 @@ impl View {
             .iter()
             .find(|g| g.start + g.chars > offset)
             .map_or(1, |g| g.width);
-        if col < self.left {
-            self.left = col;
-        } else if col + cell > self.left + self.width {
-            self.left = (col + cell).saturating_sub(self.width);
+        // A view scrolled sideways shows `<` in its first cell and `>` in its last on
+        // lines that go on beyond them (see [`scroll_markers`]); the cursor is kept off
+        // those cells, except at the very start or end of its line where no marker is
+        // drawn.
+        let line_width: usize = gs.iter().map(|g| g.width).sum();
+        let more_after = line_width > col + cell;
+        let right = col + cell + usize::from(more_after);
+        if col < self.left + usize::from(self.left > 0) {
+            self.left = col.saturating_sub(1);
+        } else if right > self.left + self.width {
+            self.left = right.saturating_sub(self.width);
         }
     }
+}
+
+/// Whether a line `line_width` cells wide, shown from display column `left` in `width`
+/// cells, has text hidden to the left (`<` in its first cell) and to the right (`>` in
+/// its last), as nano marks lines scrolled sideways.
+pub fn scroll_markers(line_width: usize, left: usize, width: usize) -> (bool, bool) {
+    (left > 0 && line_width > 0, line_width > left + width)
 }
 
 /// (line, character offset within the line) of `pos`, the offset capped at the content
