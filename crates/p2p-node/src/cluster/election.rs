@@ -186,6 +186,11 @@ impl Election {
         self.me
     }
 
+    /// Every node in the cluster, this one included, sorted.
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
+    }
+
     pub fn role(&self) -> &Role {
         &self.role
     }
@@ -379,9 +384,12 @@ impl Election {
         self.connected.insert(peer);
         self.max_term = self.max_term.max(term);
         if let Role::Leader { .. } = self.role {
-            if self.higher_term_matters(term) {
+            if self.higher_term_matters(term) && peer > self.me {
                 // The peer has seen a newer term (it led a partition, or followed one):
-                // re-assert above it so everyone converges on us.
+                // re-assert above it so everyone converges on us. Not above a lower id:
+                // it takes over anyway (our `Coordinator` below tells it, or its leader,
+                // of us), and a term taken meanwhile would only be one more `Leader
+                // elected` line everywhere before its own.
                 self.become_leader(now, out);
             } else {
                 self.last_ack.insert(peer, now);

@@ -53,6 +53,10 @@ const EVENT_QUEUE: usize = 4096;
 const MAINTENANCE: Duration = Duration::from_millis(100);
 /// Console `files` requests and downloads waiting for the leader's answer at once.
 const MAX_FILES_WAITERS: usize = 16;
+/// How long a node that took the lead waits, at most, for every other node to connect or
+/// be found unreachable before it says `Leader elected`: a node that learns a newer term on
+/// connecting re-asserts itself above it at once, and says so once, with the final term.
+const LEAD_SETTLE: Duration = Duration::from_millis(300);
 const TOO_MANY_WAITERS: &str = "too many requests waiting for the leader";
 
 /// Why the node could not run.
@@ -161,6 +165,8 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         partial: BTreeMap::new(),
         last_seen: BTreeMap::new(),
         unreachable: BTreeSet::new(),
+        pending_lead: None,
+        announced: BTreeSet::new(),
     };
     node.election.restore_max_term(restored_term);
     node.input(Input::Start);
@@ -176,7 +182,10 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> Result<(), NodeError
         tokio::select! {
             _ = token.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => node.input(Input::Tick),
-            Some(event) = peer_rx.recv() => node.on_peer_event(event),
+            Some(event) = peer_rx.recv() => {
+                node.on_peer_event(event);
+                node.announce();
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => node.peers.accept(stream, addr),
                 Err(e) => {
@@ -219,6 +228,19 @@ struct Node {
     last_seen: BTreeMap<NodeId, Instant>,
     /// Nodes whose last dial failed and that have not connected since.
     unreachable: BTreeSet<NodeId>,
+    /// This node took the lead but has not said so yet (see [`LEAD_SETTLE`]).
+    pending_lead: Option<PendingLead>,
+    /// Peers whose `connected` line was logged: links that matter (a follower's link to
+    /// its leader, a leader's links to everyone). Links carrying only election traffic
+    /// between followers come and go at debug level.
+    announced: BTreeSet<NodeId>,
+}
+
+/// A lead not yet announced: since when, and the nodes not yet heard from (neither linked
+/// nor found unreachable).
+struct PendingLead {
+    since: Instant,
+    waiting: BTreeSet<NodeId>,
 }
 
 impl Node {
@@ -234,6 +256,45 @@ impl Node {
         let term = self.election.max_term();
         self.term_tx
             .send_if_modified(|saved| std::mem::replace(saved, term) != term);
+        self.announce();
+    }
+
+    /// Says what settled: the lead once every node connected or was found unreachable
+    /// (or [`LEAD_SETTLE`] passed), and the links that matter.
+    pub(super) fn announce(&mut self) {
+        if let Some(pending) = &mut self.pending_lead {
+            if !self.election.is_leader() {
+                self.pending_lead = None;
+            } else {
+                let peers = &self.peers;
+                pending.waiting.retain(|&id| !peers.is_linked(id));
+                if pending.waiting.is_empty() || pending.since.elapsed() >= LEAD_SETTLE {
+                    self.pending_lead = None;
+                    tracing::info!(
+                        "Leader elected: Node {} (term {})",
+                        self.me,
+                        self.election.term()
+                    );
+                    self.note_if_alone();
+                }
+            }
+        }
+        if self.pending_lead.is_some() {
+            return;
+        }
+        let leader = self.election.leader();
+        for link in self.peers.links() {
+            let matters = leader == Some(self.me) || leader == Some(link.peer);
+            if matters && self.announced.insert(link.peer) {
+                let direction = if link.outbound { "dialed" } else { "accepted" };
+                tracing::info!(
+                    "Node {} connected with Node {}. ({}, {direction})",
+                    self.me,
+                    link.peer,
+                    link.addr
+                );
+            }
+        }
     }
 
     pub(super) fn apply(&mut self, action: Action, work: &mut VecDeque<Input>) {
@@ -246,7 +307,26 @@ impl Node {
                 }
             }
             Action::LeaderElected { leader, term } => {
-                tracing::info!("Leader elected: Node {leader} (term {term})");
+                if leader == me {
+                    // Said once the other nodes answered: see `announce`.
+                    tracing::debug!("Node {me} leads term {term}");
+                    let waiting = self
+                        .election
+                        .ids()
+                        .iter()
+                        .copied()
+                        .filter(|&id| {
+                            id != me && !self.peers.is_linked(id) && !self.unreachable.contains(&id)
+                        })
+                        .collect();
+                    let since = match &self.pending_lead {
+                        Some(pending) => pending.since,
+                        None => Instant::now(),
+                    };
+                    self.pending_lead = Some(PendingLead { since, waiting });
+                } else {
+                    tracing::info!("Leader elected: Node {leader} (term {term})");
+                }
                 if leader == me {
                     let mut index = ClusterIndex::new(me, term);
                     if let Some(files) = self.shared_files() {
@@ -254,7 +334,6 @@ impl Node {
                     }
                     self.index = Some(index);
                     self.publish_index();
-                    self.note_if_alone();
                 } else {
                     self.index = None;
                     self.log_tx.send_replace(IndexLog::SteppedDown(format!(
@@ -306,8 +385,9 @@ impl Node {
     }
 
     /// Periodic upkeep of the links: redial (leader), close lingering non-leader links
-    /// (follower).
+    /// (follower); and a lead not yet announced is, once [`LEAD_SETTLE`] has passed.
     pub(super) fn maintain(&mut self) {
+        self.announce();
         let term = self.election.max_term();
         let closed = self.peers.maintain(Instant::now(), term);
         let mut work = VecDeque::new();
@@ -334,10 +414,17 @@ impl Node {
     /// A link closed (by either side): tell the election, drop the node's files.
     pub(super) fn link_gone(&mut self, peer: NodeId, reason: &str, work: &mut VecDeque<Input>) {
         let addr = self.peer_addr(peer);
-        tracing::info!(
-            "Node {} disconnected from Node {peer}. ({addr}, {reason})",
-            self.me
-        );
+        if self.announced.remove(&peer) {
+            tracing::info!(
+                "Node {} disconnected from Node {peer}. ({addr}, {reason})",
+                self.me
+            );
+        } else {
+            tracing::debug!(
+                "Node {}: link with Node {peer} closed ({addr}, {reason})",
+                self.me
+            );
+        }
         work.push_back(Input::Disconnected { peer });
         self.drop_from_index(peer);
     }
@@ -362,10 +449,14 @@ impl Node {
                     self.last_seen.insert(peer, Instant::now());
                     self.unreachable.remove(&peer);
                     let direction = if outbound { "dialed" } else { "accepted" };
-                    tracing::info!(
-                        "Node {} connected with Node {peer}. ({addr}, {direction})",
+                    // The `connected` line comes from `announce`, if the link matters.
+                    tracing::debug!(
+                        "Node {}: link with Node {peer} up ({addr}, {direction})",
                         self.me
                     );
+                    if let Some(pending) = &mut self.pending_lead {
+                        pending.waiting.remove(&peer);
+                    }
                     self.input(Input::Connected { peer, term });
                     if self.election.leader() == Some(peer) {
                         // A new link to our leader may replace one whose queued report was
@@ -401,6 +492,9 @@ impl Node {
             } => {
                 if !duplicate {
                     self.unreachable.insert(peer);
+                    if let Some(pending) = &mut self.pending_lead {
+                        pending.waiting.remove(&peer);
+                    }
                 }
                 if self.peers.on_dial_failed(peer, duplicate, Instant::now()) {
                     tracing::debug!("Node {peer} is unreachable: {reason}");

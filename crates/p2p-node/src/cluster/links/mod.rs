@@ -454,8 +454,17 @@ impl Peers {
                 };
                 return Verdict::Refuse { reason, duplicate };
             }
-            // Replaced: the old link closes quietly, its Closed event is ignored.
-            existing.cancel.cancel();
+            // Replaced: its Closed event is ignored here. Both dialed at once: the old
+            // link says `Refused { duplicate }` as it closes, so the peer (which may not have
+            // registered the new one yet) does not take the close for the node going away.
+            // A reconnect's old link is likely dead: it just closes.
+            let retire = Message::Refused {
+                reason: format!("node {peer} and node {} are already linked", self.me),
+                duplicate: true,
+            };
+            if existing.outbound == outbound || existing.tx.try_send(retire).is_err() {
+                existing.cancel.cancel();
+            }
         }
         self.backoff.remove(&peer);
         self.last_addr.insert(peer, addr);

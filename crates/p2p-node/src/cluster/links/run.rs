@@ -96,15 +96,23 @@ async fn run_link(
                 _ = writer_cancel.cancelled() => break,
                 msg = rx.recv() => match msg { Some(m) => m, None => break },
             };
+            // A `Refused` is the last message of a link (one replaced by a duplicate).
+            let mut last = matches!(msg, Message::Refused { .. });
             let mut result = writer.feed(&msg).await;
-            while result.is_ok() {
+            while result.is_ok() && !last {
                 match rx.try_recv() {
-                    Ok(more) => result = writer.feed(&more).await,
+                    Ok(more) => {
+                        last = matches!(more, Message::Refused { .. });
+                        result = writer.feed(&more).await;
+                    }
                     Err(_) => break,
                 }
             }
             if let Err(e) = result.and(writer.flush().await) {
                 tracing::debug!("Node {peer}: send failed: {e}");
+                break;
+            }
+            if last {
                 break;
             }
         }
