@@ -14,6 +14,7 @@ pub mod p2p_auth;
 pub mod process;
 pub mod require;
 pub mod strace;
+pub mod tmpfs;
 pub mod tmux;
 
 pub use netns::Netns;

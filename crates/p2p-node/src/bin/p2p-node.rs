@@ -39,7 +39,7 @@ Examples:
                                    sharing ./Node1
   p2p-node --id 2 --cluster cluster.toml --dir /srv/share
   p2p-node --id 1 --peer 1=127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=[::1]:7003
-  p2p-node --id 3 --upload-limit 20    serve at most 20 MB/s to downloaders
+  p2p-node --id 3 --upload-limit 20    serve at most 20 MiB/s to downloaders
   p2p-node init-cluster demo --nodes 3 then run the three commands it prints
                                    (a cluster with keys: authenticated, encrypted)"
 )]
@@ -98,15 +98,26 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_uploads: usize,
 
-    /// Upload rate limit of this node for swarm downloads, in MB/s (10^6 bytes per
-    /// second); 0 means unlimited.
-    #[arg(long, value_name = "MB_PER_S", default_value_t = 0.0)]
+    /// Upload rate limit of this node for swarm downloads, in MiB/s (2^20 bytes per
+    /// second, the unit of the download progress and summary; 1.5 is fine); 0 means
+    /// unlimited.
+    #[arg(long, value_name = "MIB_PER_S", default_value_t = 0.0, value_parser = parse_rate)]
     upload_limit: f64,
 
     /// TEST ONLY: corrupt every piece this node serves (acts as a faulty peer, so tests can
     /// check that downloads reject its pieces and drop it).
     #[arg(long, hide = true)]
     corrupt_pieces: bool,
+}
+
+/// A rate in MiB/s: a finite number, 0 or more.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate in MiB/s (a number, 0 or more; 0 means unlimited)"
+        )),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,7 +238,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rescan: Duration::from_millis(args.rescan_ms.max(10)),
         serve: ServeOptions {
             max_uploads: args.max_uploads.max(1),
-            upload_limit: (args.upload_limit > 0.0).then_some((args.upload_limit * 1e6) as u64),
+            upload_limit: (args.upload_limit > 0.0)
+                .then_some((args.upload_limit * (1u64 << 20) as f64) as u64),
             corrupt_pieces: args.corrupt_pieces,
         },
         auth,

@@ -250,10 +250,28 @@ pub fn record_name(name: &str) -> String {
     format!("{name}{RECORD_SUFFIX}")
 }
 
-/// True for the files a download keeps beside its target (and their temp files): they are
-/// not shared as files of their own.
-pub fn is_download_artifact(name: &str) -> bool {
-    name.ends_with(PART_SUFFIX) || name.ends_with(RECORD_SUFFIX) || name.ends_with(".pieces.tmp")
+/// Suffix of the temp file a record is written to before it is renamed over the record.
+pub const RECORD_TEMP_SUFFIX: &str = ".part.pieces.tmp";
+
+/// True for the files a download of this node keeps in `dir` beside its target: they are
+/// not shared as files of their own. Known by what they are, not by their names alone, so
+/// a user's own `notes.part` is shared like any other file:
+/// * a record (`NAME.part.pieces`, or its temp file) starts with the record's magic bytes;
+/// * `NAME.part` is a download's only while its record is beside it (a download writes
+///   its record before it creates `NAME.part`, and removes it after `NAME.part` is gone).
+pub fn is_download_artifact(dir: &Path, name: &str) -> bool {
+    if name.ends_with(RECORD_SUFFIX) || name.ends_with(RECORD_TEMP_SUFFIX) {
+        return is_record(&dir.join(name));
+    }
+    name.ends_with(PART_SUFFIX) && is_record(&dir.join(format!("{name}.pieces")))
+}
+
+/// Whether the file at `path` starts like a record of verified pieces.
+fn is_record(path: &Path) -> bool {
+    let mut magic = [0u8; RECORD_MAGIC.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == RECORD_MAGIC)
 }
 
 #[cfg(test)]
@@ -342,10 +360,34 @@ mod tests {
     }
 
     #[test]
-    fn download_artifacts_are_recognised() {
-        assert!(is_download_artifact(&part_name("a b")));
-        assert!(is_download_artifact(&record_name("a b")));
-        assert!(is_download_artifact("x.part.pieces.tmp"));
-        assert!(!is_download_artifact("particle"));
+    fn download_artifacts_are_known_by_their_record_and_a_users_part_file_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let record = Record {
+            identity: ContentHash([1; 32]),
+            size: 1,
+            piece_size: PIECE_SIZE,
+            have: Bitfield::new(1),
+        };
+        // A download of "a b": its record, the record's temp file and the part file.
+        std::fs::write(d.join(record_name("a b")), record.encode()).unwrap();
+        std::fs::write(
+            d.join(format!("{}.tmp", record_name("a b"))),
+            record.encode(),
+        )
+        .unwrap();
+        std::fs::write(d.join(part_name("a b")), b"x").unwrap();
+        assert!(is_download_artifact(d, &part_name("a b")));
+        assert!(is_download_artifact(d, &record_name("a b")));
+        assert!(is_download_artifact(d, "a b.part.pieces.tmp"));
+        // The user's own files with such names.
+        std::fs::write(d.join("x.part"), b"mine").unwrap();
+        std::fs::write(d.join("y.part.pieces"), b"not a record").unwrap();
+        assert!(!is_download_artifact(d, "x.part"));
+        assert!(!is_download_artifact(d, "y.part.pieces"));
+        assert!(!is_download_artifact(d, "particle"));
+        // The part file of a download whose record is gone is the user's to deal with.
+        std::fs::remove_file(d.join(record_name("a b"))).unwrap();
+        assert!(!is_download_artifact(d, &part_name("a b")));
     }
 }

@@ -171,7 +171,7 @@ impl Library {
     /// With a rate limit: how long to wait before sending `len` bytes (a node-wide token
     /// bucket). Up to [`PACE_CREDIT`] of idle time counts as credit: without it every wait
     /// for the downloader's next request was lost, and the rate stayed ~13 % under the
-    /// limit (60 MB/s gave 52).
+    /// limit (a limit of 60 MB/s gave 52).
     fn pace(&self, len: usize) -> Option<tokio::time::Instant> {
         let rate = self.options.upload_limit?.max(1);
         let cost = Duration::from_secs_f64(len as f64 / rate as f64);

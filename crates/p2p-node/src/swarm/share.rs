@@ -65,7 +65,10 @@ impl LocalIndex {
                 tracing::debug!("skipping a file whose name is not UTF-8");
                 continue;
             };
-            if !is_safe_name(&name) || is_download_artifact(&name) || name.starts_with(TERM_FILE) {
+            if !is_safe_name(&name)
+                || name.starts_with(TERM_FILE)
+                || is_download_artifact(&root, &name)
+            {
                 continue;
             }
             if let Some(meta) = shareable(&root, &entry.path()) {
@@ -169,13 +172,23 @@ mod tests {
         let pieces = index.pieces("b.txt").unwrap();
         assert_eq!(pieces.hashes, vec![*blake3::hash(b"hello").as_bytes()]);
         assert_eq!(files[1].hash, pieces.identity());
+        let record = crate::swarm::pieces::Record {
+            identity: crate::wire::ContentHash([3; 32]),
+            size: 7,
+            piece_size: crate::swarm::pieces::PIECE_SIZE,
+            have: crate::swarm::pieces::Bitfield::new(1),
+        };
         fs::write(dir.path().join("c.part"), b"partial").unwrap();
-        fs::write(dir.path().join("c.part.pieces"), b"record").unwrap();
+        fs::write(dir.path().join("c.part.pieces"), record.encode()).unwrap();
         assert_eq!(
             index.scan().unwrap().len(),
             2,
             "downloads in progress are not listed"
         );
+        // A user's own file named like one is.
+        fs::remove_file(dir.path().join("c.part.pieces")).unwrap();
+        let names: Vec<String> = index.scan().unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["a b ü.bin", "b.txt", "c.part"]);
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub enum SwarmError {
         #[source]
         source: io::Error,
     },
+    /// Writing here failed for want of space: this node's trouble, not a holder's.
+    #[error("the disk is full: cannot write {path} ({reason}); free some space, then `get` again to resume")]
+    DiskFull { path: PathBuf, reason: String },
+    #[error("{path} is in the way: it is not a download in progress of this node; move it away to download {name:?}")]
+    InTheWay { path: PathBuf, name: String },
     #[error("stopped with {verified} of {total} pieces verified: no holder left for the rest ({reasons}); `get` again to resume")]
     Incomplete {
         verified: usize,
@@ -153,7 +158,14 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
     };
     let part_path = ctx.dir.join(pieces::part_name(&name));
     let record_path = ctx.dir.join(pieces::record_name(&name));
-    let (file, done) = open_part(&part_path, &record_path, &target, file_pieces.clone()).await?;
+    let (file, done) = open_part(
+        &part_path,
+        &record_path,
+        &target,
+        &name,
+        file_pieces.clone(),
+    )
+    .await?;
     let resumed = done.count();
     if resumed > 0 {
         tracing::info!(
@@ -178,6 +190,7 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
         partial_peers: AtomicUsize::new(0),
         per_peer: Mutex::new(BTreeMap::new()),
         last_progress: Mutex::new(Instant::now()),
+        write_failed: Mutex::new(None),
         token: ctx.token.child_token(),
     });
     ctx.library.add_partial(
@@ -199,7 +212,7 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
         }))
         .await;
 
-    let result = run_peers(&download, peers, failures, &record_path).await;
+    let result = run_peers(&download, peers, failures, &part_path, &record_path).await;
     let sync_started = Instant::now();
     let outcome = match result {
         Ok(()) => finish(&download, &part_path, &record_path, &ctx.dir, &name).await,
@@ -240,10 +253,35 @@ pub async fn download(ctx: Arc<SwarmContext>, name: String) -> Result<Summary, S
     })
 }
 
-/// Refuses names that could leave the directory or collide with a download's own files
-/// (and leaves room for the `.part.pieces.tmp` suffix).
+/// A failed write or sync of this node's own files: [`SwarmError::DiskFull`] when the disk
+/// (or the user's quota) is full, else [`SwarmError::Io`].
+pub fn local_io(path: &std::path::Path, source: io::Error) -> SwarmError {
+    if is_disk_full(&source) {
+        SwarmError::DiskFull {
+            path: path.to_owned(),
+            reason: netutil::cli::one_line(&source),
+        }
+    } else {
+        SwarmError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// No space left on the device, or the user's disk quota used up.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Refuses names that could leave the directory (and leaves room for the
+/// `.part.pieces.tmp` suffix). A name like a download's own files (`x.part`) is fine: those
+/// are known by their record, and a download never writes over a file it did not make.
 pub fn check_name(name: &str) -> Result<(), SwarmError> {
-    if !is_safe_name(name) || pieces::is_download_artifact(name) {
+    if !is_safe_name(name) {
         return Err(SwarmError::BadName(name.to_owned()));
     }
     let max = MAX_NAME_LEN - pieces::RECORD_SUFFIX.len() - 4;

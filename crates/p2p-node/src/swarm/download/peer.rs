@@ -79,6 +79,10 @@ pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(),
     let mut refresh = tokio::time::interval(HAVE_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if download.write_failed() {
+            // This node's disk, not this holder: stop without a reason against it.
+            return Ok(());
+        }
         let mut asked = false;
         loop {
             let next = lock(&download.picker).next_request(id);
@@ -104,10 +108,11 @@ pub(super) async fn peer_loop(download: &Download, peer: PeerConn) -> Result<(),
         tokio::select! {
             _ = download.token.cancelled() => return Err("cancelled".into()),
             Some(joined) = verifying.join_next(), if !verifying.is_empty() => {
-                let verified = joined
-                    .map_err(|_| "a piece verifier failed".to_owned())?
-                    .map_err(|e| format!("cannot write the piece: {e}"))?;
-                on_verified(download, id, conn.peer(), verified)?;
+                let verified = joined.map_err(|_| "a piece verifier failed".to_owned())?;
+                match verified {
+                    Ok(verified) => on_verified(download, id, conn.peer(), verified)?,
+                    Err(e) => download.fail_write(e),
+                }
             }
             _ = tokio::time::sleep_until(deadline.into()), if waiting => {
                 return Err(format!("{late} not answered within {REQUEST_TIMEOUT:?}"));

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 
 use super::state::Download;
-use super::SwarmError;
+use super::{local_io, SwarmError};
 
 /// Makes the download durable and visible: fsync, move `NAME.part` to `NAME` (never over a
 /// file that appeared there meanwhile), fsync the directory, delete the record.
@@ -26,16 +26,12 @@ pub(super) async fn finish(
         name.to_owned(),
     );
     let done = tokio::task::spawn_blocking(move || {
-        let io_err = |path: &Path, source| SwarmError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        file.sync_all().map_err(|e| io_err(&part, e))?;
+        file.sync_all().map_err(|e| local_io(&part, e))?;
         publish(&part, &target).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => SwarmError::Conflict(name),
-            _ => io_err(&target, e),
+            _ => local_io(&target, e),
         })?;
-        netutil::durable::sync_dir(&dir).map_err(|e| io_err(&dir, e))?;
+        netutil::durable::sync_dir(&dir).map_err(|e| local_io(&dir, e))?;
         let _ = std::fs::remove_file(&record);
         Ok(())
     })

@@ -10,30 +10,49 @@ use std::sync::Arc;
 
 use super::holders::Target;
 use super::state::Download;
-use super::{piece_len, SwarmError};
+use super::{local_io, piece_len, SwarmError};
 use crate::swarm::pieces::{self, Bitfield, FilePieces, Record};
 use crate::wire::ContentHash;
 
 /// Opens (or creates) `NAME.part` at full length and returns the pieces already verified
 /// there: those its record lists for the same identity that hash correctly now.
+///
+/// The record is written before `NAME.part` is created, so a `NAME.part` without a record
+/// beside it is never a download of ours but a file of the user's (shared like any other,
+/// see [`pieces::is_download_artifact`]): it is not truncated, nor is a file named like a
+/// record that is none; the download is refused instead.
 pub(super) async fn open_part(
     part: &Path,
     record: &Path,
     target: &Target,
+    name: &str,
     file_pieces: Arc<FilePieces>,
 ) -> Result<(File, Bitfield), SwarmError> {
-    let (part, record) = (part.to_owned(), record.to_owned());
+    let (part, record, name) = (part.to_owned(), record.to_owned(), name.to_owned());
     let hash = target.hash;
     let opened = tokio::task::spawn_blocking(move || {
         let io_err = |path: &Path| {
             let path = path.to_owned();
-            move |source| SwarmError::Io { path, source }
+            move |source| local_io(&path, source)
+        };
+        let in_the_way = |path: &Path| SwarmError::InTheWay {
+            path: path.to_owned(),
+            name: name.clone(),
         };
         let count = file_pieces.hashes.len();
-        let previous = std::fs::read(&record)
-            .ok()
-            .and_then(|bytes| Record::decode(&bytes))
-            .filter(|r| r.identity == hash && r.have.len() == count);
+        let existing = match std::fs::read(&record) {
+            Ok(bytes) => Some(Record::decode(&bytes).ok_or_else(|| in_the_way(&record))?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&record)(e)),
+        };
+        if existing.is_none() && std::fs::symlink_metadata(&part).is_ok() {
+            return Err(in_the_way(&part));
+        }
+        let previous = existing.filter(|r| r.identity == hash && r.have.len() == count);
+        if previous.is_none() {
+            write_record(&record, &hash, &file_pieces, &Bitfield::new(count))
+                .map_err(io_err(&record))?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)

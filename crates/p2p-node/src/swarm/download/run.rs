@@ -12,7 +12,7 @@ use super::peer::peer_loop;
 use super::report::Progress;
 use super::resume::save_record;
 use super::state::Download;
-use super::{lock, SwarmError, TICK};
+use super::{local_io, lock, SwarmError, TICK};
 
 /// Runs one task per peer, the progress display and the record writer, until the download
 /// completes or no peer is left.
@@ -20,6 +20,7 @@ pub(super) async fn run_peers(
     download: &Arc<Download>,
     peers: Vec<PeerConn>,
     mut failures: Vec<String>,
+    part_path: &Path,
     record_path: &Path,
 ) -> Result<(), SwarmError> {
     let mut tasks = JoinSet::new();
@@ -79,6 +80,11 @@ pub(super) async fn run_peers(
     }
     let done = lock(&download.picker).done().clone();
     progress.finish(download.verified_bytes.load(Ordering::Relaxed));
+    let write_failed = lock(&download.write_failed).take();
+    if let Some(e) = write_failed {
+        save_record(download, record_path, done).await;
+        return Err(local_io(part_path, e));
+    }
     if download.token.is_cancelled() {
         save_record(download, record_path, done).await;
         return Err(SwarmError::Cancelled);

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ pub(super) struct Download {
     pub(super) per_peer: Mutex<BTreeMap<NodeId, u64>>,
     /// When the last new piece was verified.
     pub(super) last_progress: Mutex<Instant>,
+    /// The first failed write to the part file (a full disk): the download stops, and
+    /// no holder is blamed for it.
+    pub(super) write_failed: Mutex<Option<io::Error>>,
     pub(super) token: CancellationToken,
 }
 
@@ -53,10 +57,24 @@ impl Download {
         )
     }
 
+    /// Records a failed write to the part file; every peer task then stops.
+    pub(super) fn fail_write(&self, e: io::Error) {
+        lock(&self.write_failed).get_or_insert(e);
+        self.changed.notify_waiters();
+    }
+
+    /// True once a write to the part file failed.
+    pub(super) fn write_failed(&self) -> bool {
+        lock(&self.write_failed).is_some()
+    }
+
     /// True when a peer with nothing to do may leave: the download is complete, or it
     /// cannot progress (some piece is held by nobody who may be asked, and no partial
     /// holder may still get it, or none did for [`STALL_TIMEOUT`]).
     pub(super) fn may_leave(&self) -> bool {
+        if self.write_failed() {
+            return true;
+        }
         let picker = lock(&self.picker);
         let waiting_for_partials = self.partial_peers.load(Ordering::Relaxed) > 0
             && lock(&self.last_progress).elapsed() < STALL_TIMEOUT;
