@@ -153,3 +153,80 @@ fn p2p_node_on_a_taken_port_fails_at_once_and_creates_nothing() {
     );
     assert!(!dir.exists(), "{} was created", dir.display());
 }
+
+/// Asserts a usage error as clap gives it: exit status 2, `error: ...` first, the usage,
+/// a pointer to `--help`, a few lines and no backtrace (RUST_BACKTRACE=1 is set).
+fn assert_usage_error(program: &str, output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{program}: {stderr}");
+    assert!(
+        stderr.starts_with("error: unexpected argument '--no-such-flag'"),
+        "{program}: {stderr}"
+    );
+    assert!(stderr.contains("Usage: "), "{program}: {stderr}");
+    assert!(stderr.contains("try '--help'"), "{program}: {stderr}");
+    assert!(stderr.lines().count() <= 10, "{program}: {stderr}");
+    for noise in ["backtrace", "panicked", "Caused by"] {
+        assert!(!stderr.contains(noise), "{program}: {noise:?} in {stderr}");
+    }
+}
+
+/// Issue 16: a mistyped flag is clap's usage error (exit 2, no backtrace), and every
+/// program's `--help` ends with examples; p2p-node's lists its console commands one a line.
+#[test]
+fn every_program_answers_help_with_examples_and_a_wrong_flag_with_its_usage() {
+    for program in [
+        "echo-server",
+        "echo-client",
+        "editor-server",
+        "editor-client",
+        "p2p-node",
+    ] {
+        assert_usage_error(program, &run(program, &["--no-such-flag"]));
+        let help = run(program, &["--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{program}: {text}");
+        assert!(text.contains("\nExamples:\n"), "{program}: {text}");
+    }
+    let help = run("p2p-node", &["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    let console = text
+        .split("Console commands")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no console commands in:\n{text}"));
+    for command in ["leader", "peers", "files", "get NAME", "help", "quit"] {
+        assert!(
+            console.lines().any(|l| l.trim_start().starts_with(command)),
+            "console command {command:?} not on a line of its own:\n{text}"
+        );
+    }
+}
+
+/// Issue 16: the examples (benchmark drivers) parse their flags like the programs do:
+/// `--help` prints usage and examples and exits 0 (it used to be "unknown flag --help" and
+/// a backtrace), an unknown flag is clap's usage error.
+#[test]
+fn examples_answer_help_and_refuse_unknown_flags_like_the_programs() {
+    let dir = e2e::fresh_bins::fresh_example_dir();
+    for example in [
+        "latency",
+        "hold",
+        "sync_cost",
+        "connect_time",
+        "flood",
+        "hash_speed",
+    ] {
+        let path = dir.join(example);
+        let run = |args: &[&str]| {
+            let mut cmd = Command::new(&path);
+            cmd.args(args).env("RUST_BACKTRACE", "1");
+            run_with_input(cmd, b"", HANG_GUARD)
+        };
+        let help = run(&["--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.status.code(), Some(0), "{example}: {text}");
+        assert!(text.contains("Usage: "), "{example}: {text}");
+        assert!(text.contains("Example"), "{example}: {text}");
+        assert_usage_error(example, &run(&["--no-such-flag"]));
+    }
+}

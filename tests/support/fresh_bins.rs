@@ -21,9 +21,22 @@ pub fn fresh_bin_dir() -> &'static Path {
     BUILT.get_or_init(|| {
         let dir = profile_dir();
         if std::env::var_os("E2E_NO_BUILD").is_none() {
-            build_into(&dir);
+            build(&dir, "--bins");
         }
         dir
+    })
+}
+
+/// Builds every workspace example once per test process (`cargo build --examples`, for
+/// the tests of their command lines); returns `target/<profile>/examples/`.
+pub fn fresh_example_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        if std::env::var_os("E2E_NO_BUILD").is_none() {
+            build(&dir, "--examples");
+        }
+        dir.join("examples")
     })
 }
 
@@ -36,7 +49,8 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_into(profile_dir: &Path) {
+/// `cargo build --workspace WHAT` (`--bins`, `--examples`) into `profile_dir`'s target.
+fn build(profile_dir: &Path, what: &str) {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the e2e crate lives in the workspace");
@@ -70,7 +84,7 @@ fn build_into(profile_dir: &Path) {
         }
     }
     cmd.current_dir(workspace)
-        .args(["build", "--workspace", "--bins", "--locked", "--target-dir"])
+        .args(["build", "--workspace", what, "--locked", "--target-dir"])
         .arg(target_dir);
     match profile {
         "debug" => {}

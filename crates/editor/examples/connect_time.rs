@@ -18,6 +18,9 @@ use common::TlsArgs;
 
 /// Times N client connects to editor-server, step by step.
 #[derive(Parser, Debug)]
+#[command(after_help = "Examples:
+  cargo run --release -p editor --example connect_time -- --port 8080 --trust-fingerprint SHA256:...
+  cargo run --release -p editor --example connect_time -- --port 8080 --no-tls --connects 20")]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,

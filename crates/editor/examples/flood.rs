@@ -34,6 +34,10 @@ use common::TlsArgs;
 
 /// Hostile clients against editor-server (see the module docs).
 #[derive(Parser, Debug)]
+#[command(after_help = "Examples (bench/editor_flood.sh runs each attack):
+  cargo run --release -p editor --example flood -- --port 8080 --no-tls presence
+  cargo run --release -p editor --example flood -- --port 8080 --no-tls --once partial
+  cargo run --release -p editor --example flood -- --port 8080 --no-tls nonreader --help")]
 struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
