@@ -322,7 +322,9 @@ async fn a_presence_flood_does_not_delay_another_document() {
         blocked, 50,
         "every flooder is slowed down by the server not reading"
     );
-    let flooded = keystrokes(&mut typist, 100).await;
+    // 200, so that p99 is the second slowest: one stall of the shared disk's fsync is not
+    // a finding.
+    let flooded = keystrokes(&mut typist, 200).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = tokio::task::spawn_blocking(move || flood.join().unwrap())
         .await
@@ -339,9 +341,10 @@ async fn a_presence_flood_does_not_delay_another_document() {
         percentile(&quiet, 99)
     );
     // A guard against the document waiting behind the flood (it used to be seconds while
-    // quiet keystrokes took milliseconds). Each change's fsync is in both figures and the
-    // machine is shared, so the bound follows the quiet run's own p99 on a slow day.
-    let bound = Duration::from_millis(250).max(percentile(&quiet, 99) * 3);
+    // quiet keystrokes took milliseconds): the 50 ms, or three times the quiet
+    // run's own p99 when the shared machine is slow that day (each change's fsync is in
+    // both figures). Measured at load 9-12: quiet p99 12-32 ms, flooded p99 13-20 ms.
+    let bound = Duration::from_millis(50).max(percentile(&quiet, 99) * 3);
     assert!(p99 < bound, "p99 {p99:?} under the flood, bound {bound:?}");
     assert!(typist.errors.is_empty(), "{:?}", typist.errors);
     drop(server);
