@@ -65,10 +65,7 @@ impl LocalIndex {
                 tracing::debug!("skipping a file whose name is not UTF-8");
                 continue;
             };
-            if !is_safe_name(&name)
-                || name.starts_with(TERM_FILE)
-                || is_download_artifact(&root, &name)
-            {
+            if !is_safe_name(&name) || is_term_file(&name) || is_download_artifact(&root, &name) {
                 continue;
             }
             if let Some(meta) = shareable(&root, &entry.path()) {
@@ -152,6 +149,16 @@ fn shareable(root: &Path, path: &Path) -> Option<fs::Metadata> {
     meta.is_file().then_some(meta)
 }
 
+/// The node's term record and the temp files it is written through
+/// (`netutil::durable::write_atomic` names them `.NAME.PID.N.tmp`): never shared, even when
+/// a scan catches one of the temp files before its rename.
+fn is_term_file(name: &str) -> bool {
+    name.starts_with(TERM_FILE)
+        || name
+            .strip_prefix('.')
+            .is_some_and(|n| n.starts_with(TERM_FILE))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -185,6 +192,10 @@ mod tests {
             2,
             "downloads in progress are not listed"
         );
+        // Nor is the term record, or a temp file of it caught before its rename.
+        fs::write(dir.path().join(TERM_FILE), b"3\n").unwrap();
+        fs::write(dir.path().join(format!(".{TERM_FILE}.4242.0.tmp")), b"6\n").unwrap();
+        assert_eq!(index.scan().unwrap().len(), 2);
         // A user's own file named like one is.
         fs::remove_file(dir.path().join("c.part.pieces")).unwrap();
         let names: Vec<String> = index.scan().unwrap().into_iter().map(|f| f.name).collect();
