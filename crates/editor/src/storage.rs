@@ -124,6 +124,8 @@ pub struct Journal {
     dir: PathBuf,
     name: String,
     bytes: u64,
+    /// Appends made (each one write and one fsync): what group commit keeps low.
+    commits: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
@@ -219,6 +221,7 @@ impl Storage {
                 dir: self.dir.clone(),
                 name: name.to_owned(),
                 bytes: 0,
+                commits: 0,
             };
             return Ok((doc, journal));
         }
@@ -315,6 +318,7 @@ impl Storage {
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
+            commits: 0,
         })
     }
 
@@ -339,6 +343,7 @@ impl Storage {
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
+            commits: 0,
         })
     }
 
@@ -404,6 +409,7 @@ impl Storage {
             dir: self.dir.clone(),
             name: name.to_owned(),
             bytes,
+            commits: 0,
         })
     }
 }
@@ -436,7 +442,13 @@ impl Journal {
         file.write_all(records).map_err(io_err(&path))?;
         file.sync_data().map_err(io_err(&path))?;
         self.bytes += records.len() as u64;
+        self.commits += 1;
         Ok(())
+    }
+
+    /// How many appends (group commits) this journal has made since it was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits
     }
 
     /// Current size, to decide when to compact.

@@ -148,21 +148,7 @@ pub async fn run(
         doc.revision(),
         doc.text().len_chars()
     );
-    let mut state = DocState {
-        name,
-        doc,
-        journal: Some(journal),
-        registry: registry.clone(),
-        members: HashMap::new(),
-        records: Vec::new(),
-        pending: Vec::new(),
-        dirty: false,
-        last_used: Instant::now(),
-        shared_text: None,
-        presence_due: Vec::new(),
-        presence_next: Instant::now(),
-        _opened: opened,
-    };
+    let mut state = DocState::new(name, doc, journal, registry.clone(), opened);
     let token = registry.shutdown.token();
     let mut save = interval(registry.config.save_interval);
     save.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -232,6 +218,30 @@ async fn refuse_all(
 }
 
 impl DocState {
+    fn new(
+        name: String,
+        doc: Document,
+        journal: Journal,
+        registry: Arc<Registry>,
+        opened: SourceGuard,
+    ) -> Self {
+        DocState {
+            name,
+            doc,
+            journal: Some(journal),
+            registry,
+            members: HashMap::new(),
+            records: Vec::new(),
+            pending: Vec::new(),
+            dirty: false,
+            last_used: Instant::now(),
+            shared_text: None,
+            presence_due: Vec::new(),
+            presence_next: Instant::now(),
+            _opened: opened,
+        }
+    }
+
     fn journal_len(&self) -> u64 {
         self.journal.as_ref().map_or(0, Journal::len)
     }
@@ -765,6 +775,206 @@ mod tests {
             ServerMsg::Remote(change) => change.revision,
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// A document's task state over a fresh data directory, made as `run` makes it, with
+    /// no timer running: a test drives `handle_batch` itself.
+    struct Harness {
+        _dir: tempfile::TempDir,
+        registry: Arc<Registry>,
+        state: DocState,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let config = super::super::Config {
+                data_dir: dir.path().to_owned(),
+                ..super::super::Config::default()
+            };
+            let storage =
+                crate::storage::Storage::open(dir.path(), config.max_document_bytes).unwrap();
+            let registry = Arc::new(Registry::new(storage, config, netutil::Shutdown::new()));
+            let opened = registry
+                .shares
+                .documents
+                .try_acquire([127, 0, 0, 1].into())
+                .unwrap();
+            let (doc, journal) = registry
+                .storage
+                .load("doc", registry.config.history)
+                .unwrap();
+            let state = DocState::new("doc".into(), doc, journal, registry.clone(), opened);
+            Harness {
+                _dir: dir,
+                registry,
+                state,
+            }
+        }
+
+        /// A joining session `session` with client key `key`: the command, and the
+        /// receiving end of its outgoing queue.
+        fn join(&self, session: u64, key: u64) -> (DocCmd, mpsc::Receiver<Outgoing>) {
+            let (tx, rx) = mpsc::channel(64);
+            let request = JoinRequest {
+                session,
+                addr: SocketAddr::from(([127, 0, 0, 1], 1000 + session as u16)),
+                key,
+                name: format!("client{session}"),
+                known_revision: None,
+                token_id: None,
+                out: OutQueue::new(tx, Arc::default(), usize::MAX),
+                kick: oneshot::channel().0,
+                reply: None,
+            };
+            (DocCmd::Join(Box::new(request)), rx)
+        }
+
+        fn commits(&self) -> u64 {
+            self.state.journal.as_ref().map_or(0, Journal::commits)
+        }
+
+        /// The text a fresh load from disk finds.
+        fn on_disk(&self) -> String {
+            let (doc, _) = self
+                .registry
+                .storage
+                .load("doc", self.registry.config.history)
+                .unwrap();
+            doc.text().to_string()
+        }
+    }
+
+    use super::super::outgoing::{Outgoing, Payload};
+
+    /// `seq`'s insertion of `text` at `pos` into a document of `len` chars at `base`.
+    fn insert(session: u64, seq: u64, base: u64, len: usize, pos: usize, text: &str) -> DocCmd {
+        DocCmd::Change {
+            session,
+            seq,
+            base_revision: base,
+            op: TextOperation::splice(len, pos, 0, text).unwrap(),
+        }
+    }
+
+    /// Everything queued for a session, decoded (a snapshot as the message it stands for).
+    fn drain(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<ServerMsg> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|out| match out.payload {
+                Payload::Msg(msg) => (*msg).clone(),
+                Payload::Snapshot { head, text, tail } => {
+                    let bytes = [&head[..], &text.encoded[..], &tail[..]].concat();
+                    postcard::from_bytes(&bytes).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    /// The changes in a session's messages: `("ack" | "remote", revision)`.
+    fn changes(msgs: &[ServerMsg]) -> Vec<(&'static str, u64)> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                ServerMsg::Ack { revision, .. } => Some(("ack", *revision)),
+                ServerMsg::Remote(change) => Some(("remote", change.revision)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Changes queued together from two clients are one batch: one journal append (one
+    /// fsync), revisions in arrival order, each author acknowledged and everyone else sent
+    /// the change, in revision order, and all of it on disk.
+    #[tokio::test]
+    async fn changes_queued_together_are_one_commit_delivered_in_revision_order() {
+        let mut h = Harness::new();
+        let (join_a, mut a) = h.join(1, 11);
+        let (join_b, mut b) = h.join(2, 22);
+        let mut batch = vec![
+            join_a,
+            join_b,
+            insert(1, 1, 0, 0, 0, "a"),
+            insert(2, 1, 0, 0, 0, "b"),
+            insert(1, 2, 1, 1, 1, "c"),
+            insert(2, 2, 2, 2, 0, "d"),
+        ];
+        assert!(h.state.handle_batch(&mut batch).await);
+        assert_eq!(h.commits(), 1, "one group commit for the batch");
+        assert_eq!(h.state.doc.revision(), 4);
+        let (a, b) = (drain(&mut a), drain(&mut b));
+        assert!(
+            matches!(a[0], ServerMsg::Snapshot { revision: 0, .. }),
+            "{a:?}"
+        );
+        assert!(
+            matches!(b[0], ServerMsg::Snapshot { revision: 0, .. }),
+            "{b:?}"
+        );
+        assert_eq!(
+            changes(&a),
+            [("ack", 1), ("remote", 2), ("ack", 3), ("remote", 4)]
+        );
+        assert_eq!(
+            changes(&b),
+            [("remote", 1), ("ack", 2), ("remote", 3), ("ack", 4)]
+        );
+        let acks_of_a: Vec<u64> = a
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::Ack { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks_of_a, [1, 2], "acknowledged in the order sent");
+        let text = h.state.doc.text().to_string();
+        assert_eq!(text.chars().count(), 4, "{text:?}");
+        assert_eq!(h.on_disk(), text, "the whole batch is durable");
+    }
+
+    /// A join in the middle of a batch commits the changes before it first, so the joiner's
+    /// snapshot holds only durable text, and it is sent the later change like everyone else;
+    /// a second connection with the same client key replaces the first.
+    #[tokio::test]
+    async fn a_join_commits_the_changes_before_it_and_replaces_a_connection_with_its_key() {
+        let mut h = Harness::new();
+        let (join_a, mut a) = h.join(1, 11);
+        let (join_c, mut c) = h.join(3, 33);
+        let (kick_tx, mut kicked) = oneshot::channel();
+        let DocCmd::Join(mut first) = join_a else {
+            unreachable!()
+        };
+        first.kick = kick_tx;
+        let mut batch = vec![
+            DocCmd::Join(first),
+            insert(1, 1, 0, 0, 0, "x"),
+            join_c,
+            insert(1, 2, 1, 1, 1, "y"),
+        ];
+        assert!(h.state.handle_batch(&mut batch).await);
+        assert_eq!(h.commits(), 2, "the join split the batch in two commits");
+        let c_msgs = drain(&mut c);
+        match &c_msgs[0] {
+            ServerMsg::Snapshot { revision, text, .. } => {
+                assert_eq!((*revision, text.as_str()), (1, "x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(changes(&c_msgs), [("remote", 2)]);
+        assert_eq!(changes(&drain(&mut a)), [("ack", 1), ("ack", 2)]);
+        assert_eq!(h.on_disk(), "xy");
+
+        // Session 4 joins with session 1's key (the same client, reconnected): session 1
+        // is told it was replaced and session 4 takes its place.
+        let (join_again, mut again) = h.join(4, 11);
+        let mut batch = vec![join_again];
+        assert!(h.state.handle_batch(&mut batch).await);
+        let (code, _) = kicked.try_recv().expect("the first connection was kicked");
+        assert_eq!(code, ErrorCode::Replaced);
+        let sessions: std::collections::BTreeSet<u64> = h.state.members.keys().copied().collect();
+        assert_eq!(sessions, [3, 4].into());
+        assert!(matches!(
+            drain(&mut again)[0],
+            ServerMsg::Snapshot { revision: 2, .. }
+        ));
     }
 
     #[test]
