@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes_free::frame;
-use e2e::editor::{expect_error, raw_connect, start_server, Client, Rng};
+use e2e::editor::{expect_error, raw_connect, start_server, start_server_logging, Client, Rng};
 use editor::ot::TextOperation;
 use editor::presence::Selection;
 use editor::protocol::{ClientMsg, ErrorCode, ServerMsg};
@@ -222,22 +222,26 @@ async fn acked_changes_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_save_loses_no_acknowledged_change() {
     let dir = tempfile_dir();
-    let (mut server, port) = start_server(dir.path(), &["--save-interval", "1"]);
+    let (mut server, port) = start_server_logging(
+        dir.path(),
+        &["--save-interval", "1"],
+        "info,editor::server::doc_task=debug",
+    );
     let txt = dir.path().join("fragile.txt");
     let mut a = Client::join(port, "fragile", "alice").await;
     a.insert(0, "one\n").await;
     assert!(a.settle(T).await);
-    let deadline = std::time::Instant::now() + T;
-    while std::fs::read_to_string(&txt).unwrap_or_default() != "one\n" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first save never came"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await; // let that save finish
-                                                          // The journal's name becomes a non-empty directory: the next save writes the `.txt`
-                                                          // and then cannot rename its new journal into place.
+    // The first save is over (its journal renamed into place) once it says so.
+    assert!(
+        server
+            .wait_for("document fragile saved at revision 1", T)
+            .is_some(),
+        "first save never came:\n{}",
+        server.stderr_text()
+    );
+    assert_eq!(std::fs::read_to_string(&txt).unwrap(), "one\n");
+    // The journal's name becomes a non-empty directory: the next save writes the `.txt`
+    // and then cannot rename its new journal into place.
     let journal = dir.path().join("fragile.journal");
     std::fs::remove_file(&journal).unwrap();
     std::fs::create_dir(&journal).unwrap();

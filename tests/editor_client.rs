@@ -8,32 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::editor::{start_server, Client};
+use e2e::tmux::Tmux;
+use e2e::TempDir;
 
 const T: Duration = Duration::from_secs(20);
-
-/// A temporary directory removed on drop (no extra crates in the e2e package).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("editor-client-e2e-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The editing traces committed under `bench/traces/`.
 fn trace(name: &str) -> PathBuf {
@@ -53,7 +31,7 @@ fn client_cmd(port: u16, extra: &[&str]) -> Command {
 /// trace whose endContent does not match its patches is reported and exits 1.
 #[test]
 fn replay_converges_and_reports_mismatches() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("editor-client");
     let (_server, port) = start_server(dir.path(), &[]);
     let svelte = trace("sveltecomponent.json.gz");
     assert!(svelte.exists(), "{} is missing", svelte.display());
@@ -110,7 +88,7 @@ fn replay_converges_and_reports_mismatches() {
 /// reconnecting, and it exits 0 once everything is acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn line_mode_reconnects_across_a_server_restart() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("editor-client");
     let (mut server, port) = start_server(dir.path(), &[]);
     let port_arg = port.to_string();
     let mut client = e2e::Proc::start(
@@ -144,8 +122,17 @@ async fn line_mode_reconnects_across_a_server_restart() {
         "{}",
         client.stderr_text()
     );
+    // The last line, then end of input: the client says it waits for the server once it
+    // has read everything, "three" included.
     client.write_stdin("three\n");
-    std::thread::sleep(Duration::from_millis(300));
+    drop(client.child.stdin.take());
+    assert!(
+        client
+            .wait_for("waiting for the server to save", T)
+            .is_some(),
+        "{}",
+        client.stderr_text()
+    );
 
     let data = dir.path().to_str().unwrap();
     let server = e2e::Proc::start(
@@ -170,107 +157,10 @@ async fn line_mode_reconnects_across_a_server_restart() {
         client.stderr_text()
     );
     assert!(client.wait_for("reconnected", T).is_some());
-    drop(client.child.stdin.take());
     let status = client.wait_exit(T).expect("client exits after its acks");
     assert!(status.success(), "{}", client.stderr_text());
     let fresh = Client::join(port, "restart", "fresh").await;
     assert_eq!(fresh.text(), want);
-}
-
-/// A tmux server on its own socket, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env("LANG", "C.UTF-8")
-            .env_remove("TMUX")
-            .output()
-            .unwrap()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "ed"];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status.success());
-    }
-
-    fn type_text(&self, text: &str) {
-        assert!(self
-            .cmd(&["send-keys", "-t", "ed", "-l", text])
-            .status
-            .success());
-    }
-
-    fn screen(&self) -> Vec<String> {
-        let out = self.cmd(&["capture-pane", "-p", "-t", "ed"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn cursor(&self) -> (usize, usize) {
-        let out = self.cmd(&[
-            "display-message",
-            "-p",
-            "-t",
-            "ed",
-            "#{cursor_x} #{cursor_y}",
-        ]);
-        let s = String::from_utf8_lossy(&out.stdout);
-        let mut it = s.split_whitespace().map(|n| n.parse().unwrap());
-        (it.next().unwrap(), it.next().unwrap())
-    }
-
-    /// Polls the screen until `cond` holds; panics with the screen on timeout.
-    fn wait_screen(&self, what: &str, cond: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + T;
-        loop {
-            let screen = self.screen();
-            if cond(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{}",
-                screen.join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Polls until the terminal cursor is at `(x, y)` (a frame may reach tmux in pieces).
-    fn wait_cursor(&self, want: (usize, usize)) {
-        let deadline = Instant::now() + T;
-        loop {
-            let at = self.cursor();
-            if at == want {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cursor at {at:?}, expected {want:?}; screen:\n{}",
-                self.screen().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.cmd(&["has-session", "-t", "ed"]).status.success()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
 }
 
 /// The full-screen client inside tmux (100x30) against a real server while a protocol
@@ -281,42 +171,28 @@ impl Drop for Tmux {
 #[cfg_attr(not(e2e_tmux), ignore = "needs tmux")]
 async fn full_screen_client_in_tmux() {
     e2e::require_tool("tmux", "tmux");
-    let dir = TempDir::new();
+    let dir = TempDir::new("editor-client");
     let (mut server, port) = start_server(dir.path(), &[]);
     let mut bob = Client::join(port, "tui", "bob").await;
     bob.insert(0, "first line\nsecond line\n").await;
     assert!(bob.settle(T).await);
 
-    let tmux = Tmux {
-        socket: format!("editor-e2e-{}", std::process::id()),
-    };
     let command = format!(
         "{} 127.0.0.1 --no-tls --port {port} --doc tui --name carol",
         e2e::bin_path("editor-client").display()
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "ed",
-        &command,
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    tmux.wait_screen("the document and status line", |s| {
+    let tmux = Tmux::start("editor-client", 100, 30, &command);
+    tmux.wait_screen("the document and status line", T, |s| {
         s[0] == "first line" && s[29].contains("tui") && s[29].contains("carol (you)")
     });
-    tmux.wait_cursor((0, 0));
+    tmux.wait_cursor((0, 0), T);
 
     // Bob sees carol join; carol sees bob.
     assert!(
         bob.wait_until(T, |s| s.participants().any(|p| p.name == "carol"))
             .await
     );
-    tmux.wait_screen("bob in the status line", |s| s[29].contains("bob"));
+    tmux.wait_screen("bob in the status line", T, |s| s[29].contains("bob"));
 
     // Ctrl-End, then type with wide characters.
     tmux.keys(&["C-End"]);
@@ -328,9 +204,9 @@ async fn full_screen_client_in_tmux() {
         bob.text(),
         tmux.screen().join("\n")
     );
-    tmux.wait_screen("the typed line", |s| s[2] == "typed 漢字!");
+    tmux.wait_screen("the typed line", T, |s| s[2] == "typed 漢字!");
     // 6 + 2 * 2 + 1 cells.
-    tmux.wait_cursor((11, 2));
+    tmux.wait_cursor((11, 2), T);
 
     // Home, then bob inserts a line at the top and text right at carol's cursor: carol's
     // cursor stays before "typed" (one row lower), so her typing lands there.
@@ -347,7 +223,7 @@ async fn full_screen_client_in_tmux() {
     bob.insert(0, "X\n").await;
     bob.insert(25, "[bob]").await;
     assert!(bob.settle(T).await);
-    tmux.wait_screen("bob's edits", |s| {
+    tmux.wait_screen("bob's edits", T, |s| {
         s[0] == "X" && s[3].starts_with("[bob]typed")
     });
     tmux.type_text("> ");
@@ -366,10 +242,10 @@ async fn full_screen_client_in_tmux() {
     if let (Some(msg), Some(conn)) = (msg, bob.conn.as_mut()) {
         conn.send(&msg).await.unwrap();
     }
-    tmux.wait_screen("bob's name tag", |s| {
+    tmux.wait_screen("bob's name tag", T, |s| {
         s[3].starts_with("> [bob]typed 漢字!") && s[3].contains(" bob")
     });
-    tmux.wait_cursor((2, 3));
+    tmux.wait_cursor((2, 3), T);
 
     // Backspace, Enter, End.
     tmux.keys(&["End", "BSpace", "Enter"]);
@@ -382,9 +258,8 @@ async fn full_screen_client_in_tmux() {
     );
 
     // A smaller window: the status line moves to the new last row.
-    let out = tmux.cmd(&["resize-window", "-t", "ed", "-x", "60", "-y", "12"]);
-    assert!(out.status.success(), "{out:?}");
-    tmux.wait_screen("the status line on row 12", |s| {
+    tmux.resize(60, 12);
+    tmux.wait_screen("the status line on row 12", T, |s| {
         s.len() >= 12 && s[11].contains("Ctrl-Q quits") && s[4].starts_with("new")
     });
 
@@ -392,11 +267,11 @@ async fn full_screen_client_in_tmux() {
     // on, and after a restart on the same port what was typed arrives exactly once.
     server.kill9();
     bob.disconnect();
-    tmux.wait_screen("reconnecting in the status line", |s| {
+    tmux.wait_screen("reconnecting in the status line", T, |s| {
         s.len() >= 12 && s[11].contains("reconnecting…")
     });
     tmux.type_text(" offline");
-    tmux.wait_screen("offline typing", |s| s[4].starts_with("new offline"));
+    tmux.wait_screen("offline typing", T, |s| s[4].starts_with("new offline"));
     let port_arg = port.to_string();
     let data = dir.path().to_str().unwrap().to_owned();
     let server = e2e::Proc::start(
@@ -420,20 +295,13 @@ async fn full_screen_client_in_tmux() {
         bob.text(),
         tmux.screen().join("\n")
     );
-    tmux.wait_screen("connected again", |s| {
+    tmux.wait_screen("connected again", T, |s| {
         s[11].contains("connected") && !s[11].contains("reconnecting")
     });
 
     // A bracketed paste (tmux pastes with the markers when the application asked for
     // them) is inserted as one piece, line breaks included.
-    assert!(tmux
-        .cmd(&["set-buffer", "-b", "clip", "\npasted one\npasted two"])
-        .status
-        .success());
-    assert!(tmux
-        .cmd(&["paste-buffer", "-p", "-b", "clip", "-t", "ed"])
-        .status
-        .success());
+    tmux.paste("\npasted one\npasted two");
     let want = format!("{want}\npasted one\npasted two");
     assert!(
         bob.wait_until(T, |s| *s.text() == want).await,

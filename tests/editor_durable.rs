@@ -7,11 +7,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use e2e::editor::Client;
 use e2e::strace::{parse, strace_command, Syscall};
+use e2e::TempDir;
 use e2e::{bin_path, Proc};
 use editor::protocol::ServerMsg;
 
@@ -19,25 +20,6 @@ const T: Duration = Duration::from_secs(30);
 
 /// Changes sent one after another, each waiting for its Ack.
 const CHANGES: u64 = 20;
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("editor-durable-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(e2e_strace), ignore = "needs strace")]

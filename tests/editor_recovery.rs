@@ -10,28 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::editor::start_server;
+use e2e::tmux::Tmux;
+use e2e::TempDir;
 use e2e::{bin_path, Proc};
 
 const T: Duration = Duration::from_secs(30);
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("editor-recovery-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `editor-client` with its state directory (where recovery files go) under `state`.
 fn client(state: &Path, args: &[&str]) -> Command {
@@ -213,60 +196,6 @@ fn line_mode_gives_up_after_wait_and_recover_resends_each_line_exactly_once() {
     assert_eq!(server_text(port, "rec", &state), "start\none\ntwo\n");
 }
 
-/// tmux on a private socket, one session "ed".
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .env("LANG", "C.UTF-8")
-            .env_remove("TMUX")
-            .output()
-            .unwrap()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "ed"];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status.success());
-    }
-
-    fn screen(&self) -> Vec<String> {
-        let out = self.cmd(&["capture-pane", "-p", "-t", "ed"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Polls the screen until `cond` holds; panics with the screen on timeout.
-    fn wait_screen(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + T;
-        loop {
-            let screen = self.screen().join("\n");
-            if cond(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 #[test]
 #[cfg_attr(not(e2e_tmux), ignore = "needs tmux")]
 fn full_screen_quit_while_the_server_is_down_asks_then_saves_a_recovery_file() {
@@ -277,9 +206,6 @@ fn full_screen_quit_while_the_server_is_down_asks_then_saves_a_recovery_file() {
     let (mut server, port) = start_server(&data, &[]);
     let status_file = dir.0.join("status");
     let stderr_file = dir.0.join("stderr");
-    let tmux = Tmux {
-        socket: format!("editor-recovery-{}", std::process::id()),
-    };
     // The shell records the exit status and stderr, then stays, so the pane can be read.
     let command = format!(
         "XDG_STATE_HOME={} {} 127.0.0.1 --port {port} --no-tls --doc tuirec --name carol 2>{}; echo $? >{}; sleep 60",
@@ -288,41 +214,30 @@ fn full_screen_quit_while_the_server_is_down_asks_then_saves_a_recovery_file() {
         stderr_file.display(),
         status_file.display()
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-s",
-        "ed",
-        &command,
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    tmux.wait_screen("the status line", |s| {
+    let tmux = Tmux::start("editor-recovery", 100, 30, &command);
+    tmux.wait_text("the status line", T, |s| {
         s.contains("carol (you)") && s.contains("connected")
     });
 
     server.kill9();
-    tmux.wait_screen("reconnecting", |s| s.contains("reconnecting"));
-    tmux.keys(&["-l", "hello"]);
-    tmux.wait_screen("the count of waiting changes", |s| {
+    tmux.wait_text("reconnecting", T, |s| s.contains("reconnecting"));
+    tmux.type_text("hello");
+    tmux.wait_text("the count of waiting changes", T, |s| {
         s.contains("hello") && s.contains("change") && s.contains("waiting")
     });
 
     // Ctrl-Q asks; anything but y goes back to editing.
     tmux.keys(&["C-q"]);
-    tmux.wait_screen("the question", |s| {
+    tmux.wait_text("the question", T, |s| {
         s.contains("not yet saved by the server (reconnecting…). Quit anyway? y/N")
     });
     tmux.keys(&["n"]);
-    tmux.wait_screen("back to editing", |s| !s.contains("Quit anyway?"));
+    tmux.wait_text("back to editing", T, |s| !s.contains("Quit anyway?"));
     assert!(!status_file.exists(), "the client quit on n");
 
     // Ctrl-C asks the same; y quits with a recovery file and a non-zero status.
     tmux.keys(&["C-c"]);
-    tmux.wait_screen("the question again", |s| s.contains("Quit anyway? y/N"));
+    tmux.wait_text("the question again", T, |s| s.contains("Quit anyway? y/N"));
     tmux.keys(&["y"]);
     let deadline = Instant::now() + T;
     while !status_file.exists() || std::fs::read_to_string(&status_file).unwrap().is_empty() {

@@ -14,6 +14,12 @@ use crate::Proc;
 
 /// Starts `editor-server` on 127.0.0.1 with an OS-chosen port; returns it and the port.
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> (Proc, u16) {
+    start_server_logging(data_dir, extra, "info")
+}
+
+/// [`start_server`] with `RUST_LOG` set to `filter`, for a test that waits for a debug
+/// line (`editor::server::doc_task=debug`: "document NAME saved at revision N").
+pub fn start_server_logging(data_dir: &Path, extra: &[&str], filter: &str) -> (Proc, u16) {
     let dir = data_dir.to_str().expect("utf-8 temp dir");
     // Plaintext: the raw protocol clients below speak no TLS (TLS has its own tests).
     let mut args = vec![
@@ -26,7 +32,9 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> (Proc, u16) {
         "--no-tls",
     ];
     args.extend_from_slice(extra);
-    let proc = Proc::start("editor-server", &args);
+    let mut cmd = std::process::Command::new(crate::process::bin_path("editor-server"));
+    cmd.args(&args).env("RUST_LOG", filter);
+    let proc = Proc::spawn("editor-server", cmd);
     let port = proc.listening_port();
     (proc, port)
 }

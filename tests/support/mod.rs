@@ -14,9 +14,11 @@ pub mod p2p_auth;
 pub mod process;
 pub mod require;
 pub mod strace;
+pub mod temp;
 pub mod tmpfs;
 pub mod tmux;
 
 pub use netns::Netns;
 pub use process::{bin_path, Proc};
 pub use require::{is_root, on_path, require_root, require_tool};
+pub use temp::TempDir;

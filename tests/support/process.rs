@@ -42,7 +42,9 @@ impl Proc {
 
     /// Starts a prepared command (for extra env vars, working directory, `ip netns exec`).
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        if std::env::var_os("RUST_LOG").is_none() {
+        // RUST_LOG=info unless the test's environment or the command itself sets it.
+        let set_by_cmd = cmd.get_envs().any(|(key, _)| key == "RUST_LOG");
+        if std::env::var_os("RUST_LOG").is_none() && !set_by_cmd {
             cmd.env("RUST_LOG", "info");
         }
         cmd.stdin(Stdio::piped())

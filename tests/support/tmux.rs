@@ -81,6 +81,65 @@ impl Tmux {
         }
     }
 
+    /// The terminal cursor, `(column, row)` from 0.
+    pub fn cursor(&self) -> (usize, usize) {
+        let out = self.cmd(&[
+            "display-message",
+            "-p",
+            "-t",
+            "t",
+            "#{cursor_x} #{cursor_y}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut numbers = text
+            .split_whitespace()
+            .map(|n| n.parse().unwrap_or(usize::MAX));
+        let x = numbers.next().unwrap_or(usize::MAX);
+        (x, numbers.next().unwrap_or(usize::MAX))
+    }
+
+    /// Polls until the cursor is at `want` (a frame may reach tmux in pieces); panics with
+    /// the screen after `timeout`.
+    pub fn wait_cursor(&self, want: (usize, usize), timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let at = self.cursor();
+            if at == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cursor at {at:?}, expected {want:?}; screen:\n{}",
+                self.screen().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Pastes `text` as a bracketed paste (with the markers, when the program asked for
+    /// them), as a terminal does for a paste.
+    pub fn paste(&self, text: &str) {
+        assert!(self
+            .cmd(&["set-buffer", "-b", "clip", text])
+            .status
+            .success());
+        let out = self.cmd(&["paste-buffer", "-p", "-b", "clip", "-t", "t"]);
+        assert!(out.status.success(), "tmux paste-buffer: {out:?}");
+    }
+
+    /// Resizes the window (the program sees SIGWINCH).
+    pub fn resize(&self, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = self.cmd(&["resize-window", "-t", "t", "-x", &w, "-y", &h]);
+        assert!(out.status.success(), "tmux resize-window: {out:?}");
+    }
+
+    /// [`Tmux::wait_screen`] with the screen as one text, lines joined by `\n`.
+    pub fn wait_text(&self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) -> String {
+        self.wait_screen(what, timeout, |lines| cond(&lines.join("\n")))
+            .join("\n")
+    }
+
     /// True while the session's program runs.
     pub fn alive(&self) -> bool {
         self.cmd(&["has-session", "-t", "t"]).status.success()

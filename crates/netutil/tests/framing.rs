@@ -180,6 +180,7 @@ async fn split_right_after_the_handshake_keeps_frames_that_came_with_it() {
     };
     let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
     let port = listener.port();
+    let (flushed_tx, flushed_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut conn: Connection<Msg> = Connection::new(stream, DEFAULT_MAX_FRAME);
@@ -188,16 +189,19 @@ async fn split_right_after_the_handshake_keeps_frames_that_came_with_it() {
         conn.feed(&Msg::Number(1)).await.unwrap();
         conn.feed(&Msg::Number(2)).await.unwrap();
         conn.flush().await.unwrap();
+        let _ = flushed_tx.send(());
         // Keep the connection open and silent: the client must not need more bytes.
         tokio::time::sleep(Duration::from_secs(10)).await;
     });
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let conn: Connection<Msg> = Connection::establish(stream, &PROTO).await.unwrap();
-    // Give the two messages time to arrive behind the hello before splitting.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Split once the two messages are on their way behind the hello (on loopback a
+    // flushed write is already in the receiver's socket buffer).
+    flushed_rx.await.unwrap();
     let (mut rx, _tx) = conn.split();
     for n in 1..=2 {
-        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        // A hang guard: the frames are there, no more bytes are coming.
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("buffered frame decoded without more bytes")
             .unwrap();
@@ -271,6 +275,7 @@ async fn a_connection_over_a_generic_stream_splits_keeps_buffered_frames_and_nam
     };
     let mut listener = bind_tcp(&["127.0.0.1:0".parse().unwrap()], 0).unwrap();
     let port = listener.port();
+    let (flushed_tx, flushed_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let (stream, peer) = listener.accept().await.unwrap();
         let mut conn: Connection<Msg, Msg, Generic<TcpStream>> =
@@ -280,6 +285,7 @@ async fn a_connection_over_a_generic_stream_splits_keeps_buffered_frames_and_nam
         conn.feed(&Msg::Number(1)).await.unwrap();
         conn.feed(&Msg::Number(2)).await.unwrap();
         conn.flush().await.unwrap();
+        let _ = flushed_tx.send(());
         // Echo one message through the split halves, each in its own task.
         let (mut rx, mut tx) = conn.split();
         let got = rx.recv().await.unwrap().unwrap();
@@ -295,10 +301,10 @@ async fn a_connection_over_a_generic_stream_splits_keeps_buffered_frames_and_nam
             .await
             .unwrap();
     assert_eq!(conn.peer().port(), 0);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    flushed_rx.await.unwrap();
     let (mut rx, mut tx) = conn.split();
     for n in 1..=2 {
-        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("buffered frame decoded without more bytes")
             .unwrap();
