@@ -329,7 +329,7 @@ async fn full_screen_client_in_tmux() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(e2e_tmux), ignore = "needs tmux")]
 async fn a_narrow_terminal_keeps_the_cursor_position_and_marks_scrolled_lines() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("editor-client");
     let (_server, port) = start_server(dir.path(), &[]);
     let mut bob = Client::join(port, "narrow", "bob").await;
     let long: String = "0123456789".repeat(10);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::bin_path;
 use e2e::p2p::{
-    bully_message, frame, hello_frame, hello_message, last_leader, log_lists, log_time, read_frame,
-    wait_agreement, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
+    bully_message, file_list_message, frame, hello_frame, hello_message, last_leader, log_lists,
+    log_time, read_frame, wait_agreement, Cluster, FakeMember, NsCluster, HANG_GUARD, TERM_FILE,
 };
 
 /// Seconds since midnight UTC now, comparable with log timestamps.
@@ -45,8 +45,8 @@ fn three_nodes_in_every_start_order_agree_on_node_1() {
     for order in orders {
         let mut cluster = Cluster::new("order", 3);
         for id in order {
+            // start() returns once the node listens, so the order is the order given.
             cluster.start(id);
-            std::thread::sleep(Duration::from_millis(50));
         }
         let last = started_at(&cluster, order[2]);
         let lines = cluster
@@ -66,18 +66,14 @@ fn three_nodes_in_every_start_order_agree_on_node_1() {
             cluster.read_log(),
             cluster.logs()
         );
-        // Star topology: the followers dropped their link to each other.
-        for (a, b) in [(2, 3), (3, 2)] {
-            let needle = format!("Node {a} connected with Node {b}.");
-            if cluster.node(a).wait_for(&needle, Duration::ZERO).is_some() {
-                let gone = format!("Node {a} disconnected from Node {b}.");
-                assert!(
-                    cluster.node(a).wait_for(&gone, HANG_GUARD).is_some(),
-                    "order {order:?}: {a} kept its link to {b}\n{}",
-                    cluster.logs()
-                );
-            }
-        }
+        // Star topology: each follower is linked to the leader and to nobody else.
+        let star = cluster.wait_star(1, HANG_GUARD);
+        assert!(
+            star.is_ok(),
+            "order {order:?}: not a star: {}\n{}",
+            star.unwrap_err(),
+            cluster.logs()
+        );
     }
 }
 
@@ -186,12 +182,14 @@ fn files_copied_into_or_removed_from_a_directory_reach_the_log() {
     std::os::unix::fs::symlink("/etc/hostname", cluster.dir(2).join("escape")).unwrap();
     // A name with a newline would forge lines of the log: not shared.
     std::fs::write(cluster.dir(2).join("evil\nNode 9 files:"), "x").unwrap();
+    // A file written after those two: once node 2's listing shows it, a scan that saw the
+    // symlink and the forged name has reached the log.
+    std::fs::write(cluster.dir(2).join("after-the-evil-ones.txt"), "y").unwrap();
     std::fs::remove_file(cluster.dir(3).join(name)).unwrap();
     let log = cluster.wait_log(HANG_GUARD, |t| {
-        !t.contains(name) && log_lists(t, &[1, 2, 3])
+        !t.contains(name) && log_lists(t, &[1, 2, 3]) && t.contains("  after-the-evil-ones.txt (")
     });
     assert!(log.is_some(), "{}", cluster.read_log());
-    std::thread::sleep(Duration::from_millis(1500));
     let text = cluster.read_log();
     assert!(
         !text.contains("escape") && !text.contains("Node 9"),
@@ -250,16 +248,11 @@ fn a_member_sending_terms_at_the_top_cannot_split_the_cluster() {
         cluster.logs()
     );
     assert!(lines[0].term <= MAX_TERM, "{lines:?}");
-    // And it stays so: one leader, node 1, for all three.
+    // And it stays so once the fake is gone: one leader, node 1, in that term, for all
+    // three, throughout three failure timeouts (an observation window, not a wait).
     drop(fake);
-    std::thread::sleep(Duration::from_secs(3));
-    let later = cluster.wait_agreement(1, Duration::ZERO);
-    assert_eq!(
-        later.map(|l| l[0].term),
-        Some(lines[0].term),
-        "{}",
-        cluster.logs()
-    );
+    let held = cluster.holds_agreement(1, lines[0].term, Duration::from_secs(3));
+    assert!(held.is_ok(), "{}\n{}", held.unwrap_err(), cluster.logs());
     // Terms at the top must not stop later elections: failover to node 2, then node 1
     // restarts and takes over again.
     let killed_at = now_of_day();
@@ -364,14 +357,88 @@ fn strangers_garbage_and_unknown_ids_are_refused_without_harm() {
         .node(2)
         .wait_for("not in this cluster", HANG_GUARD)
         .is_some());
-    std::thread::sleep(Duration::from_millis(500));
-    let after = cluster.wait_agreement(1, HANG_GUARD).unwrap();
-    assert_eq!(
-        before,
-        after,
-        "the cluster was disturbed\n{}",
+    let held = cluster.holds_agreement(1, before[0].term, Duration::from_secs(1));
+    assert!(
+        held.is_ok(),
+        "the cluster was disturbed: {}\n{}",
+        held.unwrap_err(),
         cluster.logs()
     );
+    assert_eq!(before, cluster.wait_agreement(1, Duration::ZERO).unwrap());
+}
+
+/// A member's file list names what the others may download into their directories, so a
+/// name that leaves the directory, sent on the wire by a (fake) member, must be refused:
+/// the link is closed, the name never reaches `Peer_files.log`, and no file appears
+/// outside the shared directories.
+#[test]
+fn a_hostile_file_list_on_the_wire_is_refused_and_never_indexed() {
+    let mut cluster = Cluster::new("hostile-list", 2);
+    cluster.start(1);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    for hostile in [
+        "../escape.txt",
+        "/tmp/p2p-e2e-absolute.txt",
+        "sub/dir.txt",
+        "..",
+    ] {
+        let mut fake = FakeMember::join(cluster.ports[&1], 2);
+        // First an honest list: the fake is a follower whose files the leader indexes.
+        fake.send(&file_list_message(&[("fine.txt", 5, [0x11; 32])]));
+        let indexed = cluster.wait_log(HANG_GUARD, |t| t.contains("\nNode 2 files:\n  fine.txt ("));
+        assert!(
+            indexed.is_some(),
+            "{hostile}: the honest list was not indexed:\n{}\n{}",
+            cluster.read_log(),
+            cluster.logs()
+        );
+        fake.send(&file_list_message(&[
+            ("fine.txt", 5, [0x11; 32]),
+            (hostile, 5, [0x22; 32]),
+        ]));
+        assert!(
+            fake.wait_closed(HANG_GUARD),
+            "{hostile}: the link stayed open\n{}",
+            cluster.logs()
+        );
+        let refused = format!("sent a bad file list (unsafe file name {hostile:?})");
+        assert!(
+            cluster.node(1).wait_for(&refused, HANG_GUARD).is_some(),
+            "{}",
+            cluster.logs()
+        );
+        let dropped = cluster.wait_log(HANG_GUARD, |t| log_lists(t, &[1]));
+        assert!(dropped.is_some(), "{hostile}: {}", cluster.read_log());
+        let log = cluster.read_log();
+        assert!(!log.contains("escape") && !log.contains(hostile), "{log}");
+    }
+    // Nothing named by the hostile list exists, inside the cluster's tree or beside it.
+    let made: Vec<_> = all_paths(&cluster.root.0)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            ["escape", "absolute", "sub", "dir.txt"]
+                .iter()
+                .any(|bad| name.contains(bad))
+        })
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+    let parent = cluster.root.0.parent().unwrap();
+    assert!(!parent.join("escape.txt").exists());
+    assert!(!std::path::Path::new("/tmp/p2p-e2e-absolute.txt").exists());
+}
+
+/// Every path under `dir`, recursively.
+fn all_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_paths(&path));
+        }
+        out.push(path);
+    }
+    out
 }
 
 #[test]
@@ -540,8 +607,56 @@ fn partitions_in_network_namespaces_heal_to_one_leader_and_one_index() {
     assert!(ns.wait_log(1, HANG_GUARD, |t| log_lists(t, &all)).is_some());
 }
 
+/// Node 1 is configured as `[::1]`, node 2 by the name `localhost`: in both start orders
+/// the two agree and index each other, and the node that starts second dials the first:
+/// node 2 reaches node 1 over IPv6, node 1 reaches node 2 through its name.
 #[test]
 fn a_cluster_file_with_ipv6_and_host_names_works() {
+    for order in [[1u32, 2], [2, 1]] {
+        let (_root, nodes, ports) = start_v6_and_name_cluster(order);
+        let node = |id: u32| &nodes[order.iter().position(|&o| o == id).unwrap()];
+        let logs = || format!("{}\n{}", node(1).stderr_text(), node(2).stderr_text());
+        let listening = format!("listening on [::1]:{} (TCP)", ports[0]);
+        assert!(
+            node(1).wait_for(&listening, Duration::ZERO).is_some(),
+            "{}",
+            logs()
+        );
+        let (dialer, needle) = match order {
+            // Node 2 dials node 1's IPv6 address.
+            [1, 2] => (
+                2,
+                format!("Node 2 connected with Node 1. ([::1]:{}, dialed)", ports[0]),
+            ),
+            // Node 1 dials node 2 by name; only the resolved name gives 127.0.0.1.
+            _ => (
+                1,
+                format!(
+                    "Node 1 connected with Node 2. (127.0.0.1:{}, dialed)",
+                    ports[1]
+                ),
+            ),
+        };
+        assert!(
+            node(dialer).wait_for(&needle, HANG_GUARD).is_some(),
+            "order {order:?}: no {needle:?}\n{}",
+            logs()
+        );
+        if order == [1, 2] {
+            let accepted = "Node 1 connected with Node 2. ([::1]:";
+            assert!(
+                node(1).wait_for(accepted, HANG_GUARD).is_some(),
+                "{}",
+                logs()
+            );
+        }
+    }
+}
+
+/// Starts nodes 1 (`[::1]`) and 2 (`localhost`) in `order` from a cluster file and waits
+/// until they agree on node 1 and the index lists both; returns their root directory, the
+/// nodes in start order and their ports.
+fn start_v6_and_name_cluster(order: [u32; 2]) -> (e2e::TempDir, Vec<e2e::Proc>, Vec<u16>) {
     let root = e2e::p2p::TempRoot::new("v6names");
     let ports = e2e::p2p::free_ports(2);
     let toml = format!(
@@ -550,12 +665,12 @@ fn a_cluster_file_with_ipv6_and_host_names_works() {
     );
     let cluster_file = root.0.join("cluster.toml");
     std::fs::write(&cluster_file, toml).unwrap();
+    let log = root.0.join("Peer_files.log");
     let mut nodes = Vec::new();
-    for id in [2u32, 1] {
+    for id in order {
         let dir = root.0.join(format!("Node{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("from-node-{id}.txt")), "x").unwrap();
-        let log = root.0.join("Peer_files.log");
         let args = [
             "--id".to_owned(),
             id.to_string(),
@@ -574,11 +689,6 @@ fn a_cluster_file_with_ipv6_and_host_names_works() {
     let procs: Vec<&e2e::Proc> = nodes.iter().collect();
     wait_agreement(&procs, 1, HANG_GUARD)
         .unwrap_or_else(|| panic!("{}\n{}", nodes[0].stderr_text(), nodes[1].stderr_text()));
-    // Node 1 reached node 2 by name and node 2 reached node 1 over IPv6.
-    assert!(nodes[1]
-        .wait_for("Node 1 connected with Node 2.", HANG_GUARD)
-        .is_some());
-    let log = root.0.join("Peer_files.log");
     let deadline = Instant::now() + HANG_GUARD;
     while !log_lists(&std::fs::read_to_string(&log).unwrap_or_default(), &[1, 2]) {
         assert!(
@@ -588,6 +698,7 @@ fn a_cluster_file_with_ipv6_and_host_names_works() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (root, nodes, ports)
 }
 
 /// Keeps `per_port` idle connections from 127.0.0.2 open to each of `ports`, opening a new

@@ -9,8 +9,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use e2e::p2p::{
-    frame, get_file, get_file_once_indexed, hello_frame, hello_message, holders_in_log, read_frame,
-    same_content, varint, write_random, Cluster, NsCluster, HANG_GUARD, TERM_FILE,
+    file_list_message, frame, get_file, get_file_once_indexed, hello_frame, hello_message,
+    holders_in_log, parse_summary, read_frame, same_content, varint, write_random, Cluster,
+    NsCluster, HANG_GUARD, TERM_FILE,
 };
 
 const MIB: usize = 1 << 20;
@@ -405,17 +406,6 @@ fn identity_in_log(text: &str, name: &str) -> [u8; 32] {
     hex32(&hex[..64])
 }
 
-/// `Message::FileList` with one complete file, postcard-encoded (variant 3).
-fn file_list_message(name: &str, size: u64, hash: [u8; 32]) -> Vec<u8> {
-    let mut out = vec![3, 1];
-    out.extend(varint(name.len() as u64));
-    out.extend_from_slice(name.as_bytes());
-    out.extend(varint(size));
-    out.extend_from_slice(&hash);
-    out.push(0);
-    out
-}
-
 /// `Message::Have` saying every one of `pieces` pieces is here (variant 11).
 fn have_all_message(pieces: usize) -> Vec<u8> {
     let mut bits = vec![0u8; pieces.div_ceil(8)];
@@ -489,7 +479,7 @@ fn cluster_with_a_liar(tag: &str, name: &str, keep_honest: bool) -> Cluster {
             .wait_log(HANG_GUARD, |t| holders_in_log(t, name, size as u64) == 0)
             .is_some());
     }
-    let file = file_list_message(name, size as u64, hash);
+    let file = file_list_message(&[(name, size as u64, hash)]);
     start_lying_holder(cluster.ports[&3], 3, file, opened, have_all_message(4));
     let holders = if keep_honest { 2 } else { 1 };
     let listed = cluster.wait_log(HANG_GUARD, |t| {
@@ -695,4 +685,129 @@ fn the_upload_limit_is_met_in_the_unit_the_summary_shows() {
         "{rate:.2} MiB/s for a limit of 8 MiB/s: {}",
         summary.line
     );
+}
+
+/// Types `get NAME` again while it fails (refused as busy), until one completes; None
+/// after GET_GUARD.
+fn get_until_admitted(node: &mut e2e::Proc, name: &str) -> Option<e2e::p2p::GetSummary> {
+    let (complete, failed) = (
+        format!("get {name}: complete"),
+        format!("get {name}: failed"),
+    );
+    let count = |node: &e2e::Proc, needle: &str| {
+        node.stderr_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let deadline = Instant::now() + GET_GUARD;
+    while Instant::now() < deadline {
+        let (done, refused) = (count(node, &complete), count(node, &failed));
+        node.write_stdin(&format!("get {name}\n"));
+        while count(node, &complete) == done && count(node, &failed) == refused {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if count(node, &complete) > done {
+            let line = node.wait_for_nth(&complete, done + 1, Duration::ZERO)?;
+            return parse_summary(line.split("INFO ").nth(1).unwrap_or(&line));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Asks for every one of `pieces` pieces on a data connection and never reads.
+fn request_all(stream: &mut TcpStream, pieces: u64) {
+    for piece in 0..pieces {
+        let mut request = vec![8];
+        request.extend(varint(piece));
+        stream.write_all(&frame(&request)).unwrap();
+    }
+}
+
+/// `--max-uploads 1`: while one downloader is being served a second is refused as busy; a
+/// downloader that asks for pieces and never reads is disconnected by itself within the
+/// send timeout (5 s), and one kept waiting loses the only slot to a real `get`.
+#[test]
+fn one_upload_slot_is_refused_to_a_second_downloader_and_taken_from_one_that_never_reads() {
+    let size = 24 * MIB;
+    let mut cluster = Cluster::new("swarm-one-slot", 2);
+    write_random(&cluster.dir(2).join("slot.bin"), size, 13);
+    cluster.start(1);
+    cluster.start_with(2, &["--max-uploads", "1"]);
+    cluster.wait_agreement(1, HANG_GUARD).unwrap();
+    let listed = cluster.wait_log(HANG_GUARD, |t| {
+        holders_in_log(t, "slot.bin", size as u64) == 1
+    });
+    assert!(listed.is_some(), "{}", cluster.read_log());
+    let hash = identity_in_log(&cluster.read_log(), "slot.bin");
+    let port = cluster.ports[&2];
+    let node2 = |cluster: &Cluster| cluster.node(2).stderr_text();
+
+    // The slot is busy with a downloader that is still fresh (it has kept nothing waiting
+    // for STALL_EVICT yet): a second one is refused.
+    let (mut first, opened) = data_connection(port, hash);
+    assert_eq!(opened[0], 7, "Opened is variant 7: {:?}", &opened[..8]);
+    let (mut second, refusal) = data_connection(port, hash);
+    assert_eq!(refusal[0], 1, "Refused is variant 1: {refusal:?}");
+    let text = String::from_utf8_lossy(&refusal);
+    assert!(
+        text.contains("busy: too many uploads in progress"),
+        "{text}"
+    );
+    assert!(
+        read_frame(&mut second).is_none(),
+        "closed after the refusal"
+    );
+
+    // The first asks for everything and reads nothing: its send blocks once the socket
+    // buffers are full, and the holder disconnects it by itself after SEND_TIMEOUT.
+    request_all(&mut first, (size / MIB) as u64);
+    let asked = Instant::now();
+    let dropped = cluster
+        .node(2)
+        .wait_for("the downloader read nothing for", HANG_GUARD);
+    let took = asked.elapsed();
+    assert!(dropped.is_some(), "never dropped:\n{}", node2(&cluster));
+    assert!(took >= Duration::from_secs(4), "dropped after {took:?}");
+    // Once its buffered pieces are read, the connection ends (EOF, not a read timeout).
+    first.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut sink = Vec::new();
+    assert!(
+        std::io::Read::read_to_end(&mut first, &mut sink).is_ok(),
+        "the stalled connection was not closed"
+    );
+
+    // A new downloader takes the freed slot and stalls the same way. A real get from node 1
+    // is refused as busy until the stalled one has kept its upload waiting for STALL_EVICT
+    // (2 s); then it takes the slot over (well before the 5 s send timeout would free it)
+    // and completes from node 2.
+    let (mut stuck, opened) = data_connection(port, hash);
+    assert_eq!(
+        opened[0], 7,
+        "the freed slot is given out again: {opened:?}"
+    );
+    request_all(&mut stuck, (size / MIB) as u64);
+    let summary = get_until_admitted(cluster.nodes.get_mut(&1).unwrap(), "slot.bin");
+    drop(stuck);
+    let summary = summary.unwrap_or_else(|| panic!("the get did not complete\n{}", cluster.logs()));
+    assert_eq!(
+        summary.per_peer.keys().copied().collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(
+        cluster
+            .node(2)
+            .wait_for("kept its upload waiting", Duration::ZERO)
+            .is_some(),
+        "{}",
+        node2(&cluster)
+    );
+    assert!(same_content(
+        &cluster.dir(2).join("slot.bin"),
+        &cluster.dir(1).join("slot.bin")
+    ));
 }

@@ -3,11 +3,11 @@
 //! throw-away root, and readers for their logs and the leader's `Peer_files.log`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::netns::Netns;
@@ -18,8 +18,6 @@ pub const TERM_FILE: &str = ".p2p-node.term";
 
 /// Guards against hangs only; behaviour is asserted separately.
 pub const HANG_GUARD: Duration = Duration::from_secs(20);
-
-static ROOTS: AtomicUsize = AtomicUsize::new(0);
 
 /// `n` distinct free TCP ports on 127.0.0.1 (all bound at once, then released).
 pub fn free_ports(n: usize) -> Vec<u16> {
@@ -88,6 +86,80 @@ pub fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(payload)
 }
 
+/// `Message::FileList` of complete files `(name, size, identity)`, postcard-encoded
+/// (variant 3). Names go on the wire as given, hostile ones included.
+pub fn file_list_message(files: &[(&str, u64, [u8; 32])]) -> Vec<u8> {
+    let mut out = vec![3];
+    out.extend(varint(files.len() as u64));
+    for (name, size, hash) in files {
+        out.extend(varint(name.len() as u64));
+        out.extend_from_slice(name.as_bytes());
+        out.extend(varint(*size));
+        out.extend_from_slice(hash);
+        out.push(0);
+    }
+    out
+}
+
+/// A cluster member that is not a p2p-node: it dials a node of an unauthenticated
+/// (loopback) cluster as node `id`, says Hello and acknowledges heartbeats from a thread
+/// of its own, so the node keeps it as a live follower while the test sends what it likes.
+pub struct FakeMember {
+    stream: TcpStream,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeMember {
+    /// Dials `port` on 127.0.0.1 as node `id` in term 0; panics if the node does not
+    /// answer with its own Hello.
+    pub fn join(port: u16, id: u32) -> FakeMember {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("dial the node");
+        stream.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+        stream.write_all(&hello_frame()).expect("netutil hello");
+        stream
+            .write_all(&frame(&hello_message(id, 0)))
+            .expect("Hello");
+        let _their_netutil_hello = read_frame(&mut stream).expect("netutil hello back");
+        let their_hello = read_frame(&mut stream).expect("the node's Hello");
+        assert_eq!(their_hello[0], 0, "Hello is variant 0: {their_hello:?}");
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut reader = stream.try_clone().expect("clone the stream");
+        let flag = closed.clone();
+        std::thread::spawn(move || {
+            while let Some(msg) = read_frame(&mut reader) {
+                // Heartbeat (Bully variant 3) → HeartbeatAck (4) with the same term.
+                if msg.len() >= 2 && msg[..2] == [2, 3] {
+                    let ack = [&[2, 4], &msg[2..]].concat();
+                    if reader.write_all(&frame(&ack)).is_err() {
+                        break;
+                    }
+                }
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        FakeMember { stream, closed }
+    }
+
+    /// Sends one message (a postcard payload; framed here).
+    pub fn send(&mut self, payload: &[u8]) {
+        self.stream
+            .write_all(&frame(payload))
+            .expect("send to the node");
+    }
+
+    /// Waits until the node closed the link; false after `timeout`.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.closed.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
 /// Calls `read` every 10 ms until it returns something `ok` accepts; None after `timeout`.
 fn poll_until(
     timeout: Duration,
@@ -130,24 +202,8 @@ fn all_logs(nodes: &BTreeMap<u32, Proc>) -> String {
         .join("\n")
 }
 
-/// A directory removed on drop.
-pub struct TempRoot(pub PathBuf);
-
-impl TempRoot {
-    pub fn new(tag: &str) -> TempRoot {
-        let n = ROOTS.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("p2p-e2e-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp root");
-        TempRoot(path)
-    }
-}
-
-impl Drop for TempRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A cluster's root directory, removed on drop.
+pub use crate::temp::TempDir as TempRoot;
 
 /// What a node's log says about the leader: the last `Leader elected` line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,6 +352,52 @@ impl Cluster {
         all_logs(&self.nodes)
     }
 
+    /// Checks every 10 ms for `period` that every running node's last leader line names
+    /// `leader` in `term`; Err says what changed (an observation window, not a wait).
+    pub fn holds_agreement(&self, leader: u32, term: u64, period: Duration) -> Result<(), String> {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            for (id, proc) in &self.nodes {
+                let last = last_leader(proc);
+                if !last.is_some_and(|l| l.leader == leader && l.term == term) {
+                    return Err(format!("node {id}'s last leader line is now {last:?}"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Waits until the running nodes form a star around `leader`: the leader is linked to
+    /// every follower and each follower to the leader only, judged by the last
+    /// `connected with` / `disconnected from` line each node logged about each other node.
+    /// Err names the first link that is wrong when `timeout` ran out.
+    pub fn wait_star(&self, leader: u32, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let wrong = self.star_violation(leader);
+            match wrong {
+                None => return Ok(()),
+                Some(why) if Instant::now() >= deadline => return Err(why),
+                Some(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// The first link that makes the running nodes not a star around `leader`.
+    fn star_violation(&self, leader: u32) -> Option<String> {
+        for (&a, proc) in &self.nodes {
+            for &b in self.nodes.keys().filter(|&&b| b != a) {
+                let want = a == leader || b == leader;
+                if linked(proc, a, b) != want {
+                    let state = if want { "not linked" } else { "linked" };
+                    return Some(format!("Node {a} is {state} to Node {b}"));
+                }
+            }
+        }
+        None
+    }
+
     pub fn read_log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -304,6 +406,26 @@ impl Cluster {
     pub fn wait_log(&self, timeout: Duration, ok: impl Fn(&str) -> bool) -> Option<String> {
         poll_until(timeout, || self.read_log(), ok)
     }
+}
+
+/// Whether node `a` (running as `proc`) is linked to node `b` now, by the last line it
+/// logged about that link.
+pub fn linked(proc: &Proc, a: u32, b: u32) -> bool {
+    let up = format!("Node {a} connected with Node {b}.");
+    let down = format!("Node {a} disconnected from Node {b}.");
+    proc.stderr_lines()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            if l.contains(&up) {
+                Some(true)
+            } else if l.contains(&down) {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// True when the index log lists exactly the nodes in `ids` (the first as leader), each
