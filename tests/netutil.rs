@@ -73,3 +73,54 @@ async fn localhost_reaches_every_kind_of_server_here() {
         }
     }
 }
+
+/// Without IPv6 (creating an IPv6 socket fails with EAFNOSUPPORT, as on a kernel booted
+/// with `ipv6.disable=1`), a server without `--bind` falls back to 0.0.0.0, says so, and
+/// serves IPv4. A namespace with `disable_ipv6` set still lets `[::]` bind, so the failure
+/// is injected with strace into the first `socket` call, which the trace shows was the
+/// IPv6 one.
+#[test]
+#[cfg_attr(not(e2e_strace), ignore = "needs strace")]
+fn without_ipv6_a_server_listens_on_ipv4_everywhere() {
+    e2e::require_tool("strace", "strace");
+    let trace = std::env::temp_dir().join(format!("e2e-no-ipv6-{}.trace", std::process::id()));
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=socket", "-e"])
+        .arg("inject=socket:error=EAFNOSUPPORT:when=1")
+        .arg("-o")
+        .arg(&trace)
+        .arg(e2e::bin_path("echo-server"))
+        .args(["--port", "0", "--no-udp"]);
+    let server = e2e::Proc::spawn("echo-server", cmd);
+    // (Not listening_port(): the warning before it also says "listening on".)
+    let line = server
+        .wait_for("listening on 0.0.0.0:", std::time::Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no IPv4 listener:\n{}", server.stderr_text()));
+    let port: u16 = line
+        .split("0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let calls = std::fs::read_to_string(&trace).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace);
+    let first = calls.lines().find(|l| l.contains("socket("));
+    assert!(
+        first.is_some_and(|l| l.contains("socket(AF_INET6") && l.contains("(INJECTED)")),
+        "the injected failure did not hit the IPv6 socket:\n{calls}"
+    );
+    let log = server.stderr_text();
+    assert!(log.contains("IPv6 is not available on this host"), "{log}");
+    assert!(
+        log.contains(&format!("listening on 0.0.0.0:{port} (TCP, IPv4 only)")),
+        "{log}"
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(&mut stream, b"ping\n").unwrap();
+    let mut echo = [0u8; 5];
+    std::io::Read::read_exact(&mut stream, &mut echo).unwrap();
+    assert_eq!(&echo, b"ping\n");
+}
