@@ -1244,3 +1244,91 @@ fn udp_sources_bounds_the_table_of_rate_limited_sources() {
         "{remembered} replies: the first was forgotten"
     );
 }
+
+/// Runs `f` on a thread of its own that has entered network namespace `ns` (setns(2)
+/// affects only the calling thread), so sockets it makes live there.
+fn in_namespace<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a namespace file we opened; it changes only this thread.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Replies that find the UDP socket's send buffer full are dropped and counted, not
+/// queued: the server's side of a veth pair is shaped to 64 kbit/s with a deep queue, so
+/// the replies to a 4 MB flood pile up in it, fill the socket's send buffer, and the rest
+/// must be dropped (the summary line counts them).
+#[test]
+#[cfg_attr(not(e2e_tc), ignore = "needs root: network namespaces and tc")]
+fn udp_replies_that_find_the_send_buffer_full_are_dropped_and_counted() {
+    e2e::require_tool("tc", "iproute2");
+    let server_ns = Netns::new("udpfull-s");
+    let client_ns = Netns::new("udpfull-c");
+    server_ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &client_ns.name,
+    ]);
+    server_ns.ip(&["addr", "add", "10.78.0.1/24", "dev", "eth0"]);
+    server_ns.ip(&["link", "set", "eth0", "up"]);
+    client_ns.ip(&["addr", "add", "10.78.0.2/24", "dev", "eth0"]);
+    client_ns.ip(&["link", "set", "eth0", "up"]);
+    server_ns.exec(
+        "tc",
+        &[
+            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "64kbit", "burst", "1600",
+            "limit", "50000000",
+        ],
+    );
+    let bin = bin_path("echo-server").display().to_string();
+    let cmd = server_ns.command(&bin, &["--port", "9007", "--udp-rate", "0"]);
+    let server = Proc::spawn("echo-server", cmd);
+    assert!(
+        server.wait_for("echoing TCP and UDP", LOG_WAIT).is_some(),
+        "{}",
+        server.stderr_text()
+    );
+    in_namespace(&client_ns, || {
+        let socket = UdpSocket::bind("10.78.0.2:0").unwrap();
+        let payload = [7u8; 1400];
+        for _ in 0..3000 {
+            socket.send_to(&payload, "10.78.0.1:9007").unwrap();
+        }
+    });
+    let dropped = |server: &Proc| -> u64 {
+        server
+            .stderr_lines()
+            .iter()
+            .flat_map(|line| line.split(", ").map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|part| {
+                part.strip_suffix(" replies because the send buffer was full")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .sum()
+    };
+    // Most of the flood: the shaped link carries 8 KB/s and the send buffer holds a few
+    // hundred KB. The first drop is logged at once, the rest in the next summary.
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    while dropped(&server) < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} replies dropped for a full send buffer:\n{}",
+            dropped(&server),
+            server.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
