@@ -569,10 +569,11 @@ fn sixteen_downloaders_that_never_read_do_not_stop_a_real_get() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(3));
+    // Until the hogs have kept their uploads waiting for STALL_EVICT (2 s) every slot is
+    // busy and a get is refused; it is asked again until one is given over to it.
     let asked = Instant::now();
     let node1 = cluster.nodes.get_mut(&1).unwrap();
-    let summary = get_file(node1, "big.bin", GET_GUARD);
+    let summary = get_until_admitted(node1, "big.bin");
     let took = asked.elapsed();
     drop(hogs);
     let summary = summary.unwrap_or_else(|| panic!("the get did not complete\n{}", cluster.logs()));
