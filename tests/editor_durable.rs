@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::editor::Client;
-use e2e::strace::{parse, strace_command, Syscall};
+use e2e::strace::{parse, strace_command, traced_child, KillOnDrop, Syscall};
 use e2e::TempDir;
 use e2e::{bin_path, Proc};
 use editor::protocol::ServerMsg;
@@ -70,28 +70,6 @@ async fn every_ack_leaves_after_the_fdatasync_of_the_journal_holding_its_change(
         "expected one Ack per change on the wire; acks: {acks:?}"
     );
     check_acks_follow_journal_sync(&calls, &acks, &journal);
-}
-
-/// The pid of the program strace runs.
-fn traced_child(strace: &Proc) -> i32 {
-    let children = std::fs::read_to_string(format!(
-        "/proc/{pid}/task/{pid}/children",
-        pid = strace.pid()
-    ))
-    .unwrap();
-    children.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// SIGKILL to a process when dropped.
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on a process we started has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-        }
-    }
 }
 
 /// SIGTERM to the traced server itself (strace's child), so it shuts down and strace exits

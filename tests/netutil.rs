@@ -96,6 +96,8 @@ fn without_ipv6_a_server_listens_on_ipv4_everywhere() {
     let line = server
         .wait_for("listening on 0.0.0.0:", std::time::Duration::from_secs(20))
         .unwrap_or_else(|| panic!("no IPv4 listener:\n{}", server.stderr_text()));
+    // Killing strace (on drop) would leave the traced server running.
+    let _server = e2e::strace::KillOnDrop(e2e::strace::traced_child(&server));
     let port: u16 = line
         .split("0.0.0.0:")
         .nth(1)

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use crate::process::Proc;
+
 /// One system call: where its entry and exit are in the trace, its first argument's
 /// descriptor annotation (a path, `TCP:[a->b]`...), the bytes it was given and its result.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +62,32 @@ pub fn strace_command(out: &Path, syscalls: &str, binary: &Path, args: &[&str]) 
         .arg(binary)
         .args(args);
     cmd
+}
+
+/// The pid of the program strace runs.
+pub fn traced_child(strace: &Proc) -> i32 {
+    let children = std::fs::read_to_string(format!(
+        "/proc/{pid}/task/{pid}/children",
+        pid = strace.pid()
+    ))
+    .expect("strace's children");
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .expect("strace runs its program")
+}
+
+/// SIGKILL to a process when dropped: a traced program outlives a killed strace.
+pub struct KillOnDrop(pub i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a process we started has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
 }
 
 /// Parses a whole trace into its system calls, in the order of their entries.
