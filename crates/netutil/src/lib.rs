@@ -18,8 +18,10 @@
 //! * [`durable`]: atomic, durable file replacement (temp file, fsync, rename, fsync dir).
 //! * [`cli`]: how a binary reports a failure: one line on stderr, exit status 1.
 //! * [`names`]: the characters no name shown to other users may contain (bidi overrides).
+//! * [`alloc`]: freed large buffers return to the OS, so memory budgets bound the RSS.
 //! * [`error`]: the typed error every fallible function here returns.
 
+pub mod alloc;
 pub mod cli;
 pub mod codec;
 pub mod connect;

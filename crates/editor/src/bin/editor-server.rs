@@ -147,6 +147,7 @@ struct TokenArgs {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     netutil::init_logging();
+    netutil::alloc::release_large_buffers();
     netutil::cli::exit_code("editor-server", run(args).await)
 }
 

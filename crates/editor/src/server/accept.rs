@@ -97,6 +97,7 @@ pub async fn serve(
     token: CancellationToken,
     admission: Admission,
 ) {
+    let ip = addr.ip();
     let addr = netutil::display_addr(addr);
     let stream = match tls {
         None => Stream::Plain(tcp),
@@ -107,12 +108,20 @@ pub async fn serve(
             };
             match handshake {
                 Ok(Ok(stream)) => Stream::ServerTls(Box::new(stream)),
+                // Failed handshakes are logged once per source per interval, with a count:
+                // a client that keeps reconnecting without TLS must not fill the log.
                 Ok(Err(e)) => {
-                    tracing::warn!("{addr}: TLS handshake failed: {e} (a client without TLS? this server needs TLS; --no-tls on both sides turns it off)");
+                    if let Some(more) = registry.shares.should_log(ip, "tls") {
+                        tracing::warn!("{addr}: TLS handshake failed: {e} (a client without TLS? this server needs TLS; --no-tls on both sides turns it off){more}");
+                    }
                     return;
                 }
                 Err(_) => {
-                    tracing::warn!("{addr}: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}");
+                    if let Some(more) = registry.shares.should_log(ip, "tls") {
+                        tracing::warn!(
+                            "{addr}: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}{more}"
+                        );
+                    }
                     return;
                 }
             }
