@@ -95,7 +95,8 @@ fn start_server(root: &TempRoot) -> (Proc, u16) {
         "--data-dir",
     ])
     .arg(&root.0)
-    .env("RUST_LOG", "warn,editor=info");
+    // Quiet per-change logs, but keep the "listening on" line the harness waits for.
+    .env("RUST_LOG", "warn,editor=info,netutil::listen=info");
     let server = Proc::spawn("editor-server", cmd);
     let port = server.listening_port();
     (server, port)
