@@ -500,19 +500,8 @@ async fn line_mode_client_appends_and_prints() {
         let mut args = vec!["127.0.0.1", "--no-tls", "--port", &port_arg, "--doc", doc];
         args.extend_from_slice(extra);
         let mut cmd = std::process::Command::new(e2e::bin_path("editor-client"));
-        cmd.args(&args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        cmd.args(&args);
+        e2e::echo::run_with_input(cmd, input.as_bytes(), e2e::echo::HANG_GUARD)
     };
     let out = client("notes", &["--name", "alice"], "hello\nworld\n");
     assert!(

@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use e2e::echo::{run_with_input, HANG_GUARD};
 use e2e::{bin_path, Proc};
 
 const T: Duration = Duration::from_secs(30);
@@ -47,21 +48,16 @@ fn server(data: &Path, port: u16, extra: &[&str]) -> Proc {
 fn client(config: &Path, port: u16, args: &[&str], input: &str) -> Output {
     let mut cmd = Command::new(bin_path("editor-client"));
     cmd.args(["127.0.0.1", "--port", &port.to_string()])
-        .args(args)
-        .env("XDG_CONFIG_HOME", config)
-        .env_remove("EDITOR_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .args(args);
+    run_client(cmd, config, input)
+}
+
+/// Runs an `editor-client` command to its end with `input` on stdin, its own config
+/// directory and no token from the environment.
+fn run_client(mut cmd: Command, config: &Path, input: &str) -> Output {
+    cmd.env("XDG_CONFIG_HOME", config)
+        .env_remove("EDITOR_TOKEN");
+    run_with_input(cmd, input.as_bytes(), HANG_GUARD)
 }
 
 fn stderr(out: &Output) -> String {
@@ -519,21 +515,7 @@ fn a_certificate_from_an_authority_is_verified_against_ca() {
 /// Runs `editor-client ARGS` inside `ns` with its own config directory.
 fn client_in(ns: &e2e::Netns, config: &Path, args: &[&str], input: &str) -> Output {
     let bin = bin_path("editor-client");
-    let mut cmd = ns.command(bin.to_str().unwrap(), args);
-    cmd.env("XDG_CONFIG_HOME", config)
-        .env_remove("EDITOR_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_client(ns.command(bin.to_str().unwrap(), args), config, input)
 }
 
 #[test]
