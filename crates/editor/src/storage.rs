@@ -569,17 +569,9 @@ fn read_journal(path: &Path) -> Result<JournalContents, StorageError> {
                 key,
                 seq,
                 op,
-            } if header.is_some() => records.push((
-                Offset(pos as u64),
-                Committed {
-                    revision,
-                    key,
-                    author: author_id(key),
-                    seq,
-                    op,
-                    token: None,
-                },
-            )),
+            } if header.is_some() => {
+                records.push((Offset(pos as u64), replayed(revision, key, seq, op, None)))
+            }
             Record::ChangeBy {
                 revision,
                 key,
@@ -588,20 +580,32 @@ fn read_journal(path: &Path) -> Result<JournalContents, StorageError> {
                 token,
             } if header.is_some() => records.push((
                 Offset(pos as u64),
-                Committed {
-                    revision,
-                    key,
-                    author: author_id(key),
-                    seq,
-                    op,
-                    token: Some(token.into()),
-                },
+                replayed(revision, key, seq, op, Some(token.into())),
             )),
             _ => break,
         }
         pos = next;
     }
     Ok((header, records, pos as u64))
+}
+
+/// A change read back from the journal, as the document task had committed it (the
+/// author id follows from the key; the token id only where the record carries one).
+fn replayed(
+    revision: u64,
+    key: u64,
+    seq: u64,
+    op: TextOperation,
+    token: Option<std::sync::Arc<str>>,
+) -> Committed {
+    Committed {
+        revision,
+        key,
+        author: author_id(key),
+        seq,
+        op,
+        token,
+    }
 }
 
 fn decode_record(data: &[u8], pos: usize) -> Option<(Record, usize)> {
